@@ -1,0 +1,297 @@
+//! A model's configuration (`model.toml`) and the tensor specs it declares. Parsed
+//! once into typed values; a broken file becomes a reason the model is unavailable.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{CoreError, CoreResult};
+use crate::tensor::{DataType, Tensor};
+
+/// Declared datatype of a tensor spec: one protocol type, or any (identity-like
+/// models that pass every type through).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecType {
+    Any,
+    Is(DataType),
+}
+
+impl SpecType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpecType::Any => "ANY",
+            SpecType::Is(d) => d.as_str(),
+        }
+    }
+}
+
+/// A model input or output: name, datatype and shape (`-1` = any size). A spec
+/// without a shape accepts every rank.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub datatype: SpecType,
+    pub shape: Option<Vec<i64>>,
+}
+
+impl TensorSpec {
+    /// The shape reported in metadata (`[-1]` stands for "any rank").
+    pub fn shape_or_any(&self) -> Vec<i64> {
+        self.shape.clone().unwrap_or_else(|| vec![-1])
+    }
+
+    /// Checks a request tensor against this spec.
+    pub fn check(&self, model: &str, t: &Tensor) -> CoreResult<()> {
+        if let SpecType::Is(expected) = self.datatype {
+            if t.datatype() != expected {
+                return Err(CoreError::WrongDatatype {
+                    model: model.into(),
+                    input: self.name.clone(),
+                    expected,
+                    got: t.datatype(),
+                });
+            }
+        }
+        if let Some(shape) = &self.shape {
+            let fits = shape.len() == t.shape().len()
+                && shape
+                    .iter()
+                    .zip(t.shape())
+                    .all(|(&want, &got)| want < 0 || want as usize == got);
+            if !fits {
+                return Err(CoreError::WrongShape {
+                    model: model.into(),
+                    input: self.name.clone(),
+                    expected: shape.clone(),
+                    got: t.shape().to_vec(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which versions of a model are served (Triton's `version_policy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionPolicy {
+    Latest(usize),
+    All,
+    Specific(Vec<u64>),
+}
+
+impl VersionPolicy {
+    /// The served subset of `available` (ascending).
+    pub fn select(&self, available: &[u64]) -> Vec<u64> {
+        match self {
+            VersionPolicy::All => available.to_vec(),
+            VersionPolicy::Latest(n) => available[available.len().saturating_sub(*n)..].to_vec(),
+            VersionPolicy::Specific(wanted) => available
+                .iter()
+                .copied()
+                .filter(|v| wanted.contains(v))
+                .collect(),
+        }
+    }
+}
+
+/// Everything `model.toml` says, validated.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub backend: String,
+    pub platform: String,
+    /// 0: the model does not batch; > 0: requests are joined along dimension 0 up
+    /// to this many rows.
+    pub max_batch_size: usize,
+    pub max_queue_delay: Duration,
+    pub max_queue: usize,
+    pub instances: usize,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    pub labels: Option<String>,
+    pub version_policy: VersionPolicy,
+    /// Backend-specific keys (such as `kind` for builtin models), kept as text.
+    pub parameters: BTreeMap<String, String>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            backend: "onnx".into(),
+            platform: String::new(),
+            max_batch_size: 0,
+            max_queue_delay: Duration::ZERO,
+            max_queue: DEFAULT_MAX_QUEUE,
+            instances: 1,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            labels: None,
+            version_policy: VersionPolicy::Latest(1),
+            parameters: BTreeMap::new(),
+        }
+    }
+}
+
+pub const DEFAULT_MAX_QUEUE: usize = 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    backend: Option<String>,
+    platform: Option<String>,
+    max_batch_size: Option<usize>,
+    max_queue_delay_ms: Option<u64>,
+    max_queue: Option<usize>,
+    instances: Option<usize>,
+    labels: Option<String>,
+    kind: Option<String>,
+    #[serde(default)]
+    input: Vec<RawSpec>,
+    #[serde(default)]
+    output: Vec<RawSpec>,
+    version_policy: Option<RawPolicy>,
+    #[serde(default)]
+    parameters: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    name: String,
+    datatype: String,
+    shape: Option<Vec<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    latest: Option<usize>,
+    all: Option<bool>,
+    specific: Option<Vec<u64>>,
+}
+
+impl ModelConfig {
+    /// Parses `model.toml` text; the error is a sentence fit for the repository
+    /// index's `reason`.
+    pub fn from_toml(text: &str) -> Result<ModelConfig, String> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| format!("model.toml: {}", e.message()))?;
+        let mut config = ModelConfig::default();
+        if let Some(b) = raw.backend {
+            config.backend = b;
+        }
+        config.platform = raw
+            .platform
+            .unwrap_or_else(|| match config.backend.as_str() {
+                "onnx" => "onnx_onnxv1".into(),
+                other => other.into(),
+            });
+        config.max_batch_size = raw.max_batch_size.unwrap_or(0);
+        config.max_queue_delay = Duration::from_millis(raw.max_queue_delay_ms.unwrap_or(0));
+        config.max_queue = raw.max_queue.unwrap_or(DEFAULT_MAX_QUEUE);
+        if config.max_queue == 0 {
+            return Err("model.toml: max_queue must be at least 1".into());
+        }
+        config.instances = raw.instances.unwrap_or(1);
+        if config.instances == 0 {
+            return Err("model.toml: instances must be at least 1".into());
+        }
+        config.labels = raw.labels;
+        config.inputs = raw.input.into_iter().map(spec).collect::<Result<_, _>>()?;
+        config.outputs = raw.output.into_iter().map(spec).collect::<Result<_, _>>()?;
+        config.version_policy = match raw.version_policy {
+            None => VersionPolicy::Latest(1),
+            Some(RawPolicy { latest: Some(n), all: None, specific: None }) if n > 0 => VersionPolicy::Latest(n),
+            Some(RawPolicy { latest: None, all: Some(true), specific: None }) => VersionPolicy::All,
+            Some(RawPolicy { latest: None, all: None, specific: Some(v) }) if !v.is_empty() => VersionPolicy::Specific(v),
+            Some(_) => {
+                return Err("model.toml: version_policy takes exactly one of latest = N (N > 0), all = true, specific = [versions]".into())
+            }
+        };
+        if let Some(kind) = raw.kind {
+            config.parameters.insert("kind".into(), kind);
+        }
+        for (k, v) in raw.parameters {
+            let text = match v {
+                toml::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            config.parameters.insert(k, text);
+        }
+        Ok(config)
+    }
+}
+
+fn spec(raw: RawSpec) -> Result<TensorSpec, String> {
+    let datatype = if raw.datatype.eq_ignore_ascii_case("ANY") {
+        SpecType::Any
+    } else {
+        SpecType::Is(DataType::parse(&raw.datatype).map_err(|e| format!("model.toml: {e}"))?)
+    };
+    if let Some(shape) = &raw.shape {
+        if shape.iter().any(|&d| d < -1) {
+            return Err(format!(
+                "model.toml: tensor '{}' has a dimension below -1",
+                raw.name
+            ));
+        }
+    }
+    Ok(TensorSpec {
+        name: raw.name,
+        datatype,
+        shape: raw.shape,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_config() {
+        let c = ModelConfig::from_toml(
+            r#"
+            backend = "onnx"
+            max_batch_size = 8
+            max_queue_delay_ms = 3
+            instances = 2
+            [[input]]
+            name = "x"
+            datatype = "FP32"
+            shape = [-1, 4]
+            [version_policy]
+            latest = 2
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.max_batch_size, 8);
+        assert_eq!(c.max_queue_delay, Duration::from_millis(3));
+        assert_eq!(c.instances, 2);
+        assert_eq!(c.platform, "onnx_onnxv1");
+        assert_eq!(c.inputs[0].shape, Some(vec![-1, 4]));
+        assert_eq!(c.version_policy, VersionPolicy::Latest(2));
+    }
+
+    #[test]
+    fn broken_configs_give_a_reason() {
+        assert!(ModelConfig::from_toml("backend = ")
+            .unwrap_err()
+            .contains("model.toml"));
+        assert!(ModelConfig::from_toml("bogus = 1")
+            .unwrap_err()
+            .contains("bogus"));
+        let e = ModelConfig::from_toml("[[input]]\nname='x'\ndatatype='FP8'").unwrap_err();
+        assert!(e.contains("FP8"), "{e}");
+        let e = ModelConfig::from_toml("[version_policy]\nlatest = 1\nall = true").unwrap_err();
+        assert!(e.contains("exactly one"), "{e}");
+    }
+
+    #[test]
+    fn version_policy_selects() {
+        let v = [1, 2, 5];
+        assert_eq!(VersionPolicy::Latest(1).select(&v), vec![5]);
+        assert_eq!(VersionPolicy::Latest(9).select(&v), vec![1, 2, 5]);
+        assert_eq!(VersionPolicy::All.select(&v), vec![1, 2, 5]);
+        assert_eq!(VersionPolicy::Specific(vec![2, 7]).select(&v), vec![2]);
+    }
+}

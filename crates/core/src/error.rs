@@ -1,0 +1,152 @@
+//! The one error type of the core, and the small set of kinds every face maps to
+//! its own status codes (each face keeps exactly one table from kind to status).
+
+use std::time::Duration;
+
+use crate::tensor::DataType;
+
+/// What went wrong, in terms a face can turn into a status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidInput,
+    NotFound,
+    Conflict,
+    NotReady,
+    Overloaded,
+    Unavailable,
+    Timeout,
+    TooLarge,
+    Internal,
+}
+
+/// Every failure the core reports. Messages are written for the client: they say
+/// what was wrong and, where it helps, what was expected.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CoreError {
+    #[error("unknown datatype '{0}'; expected one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64, BYTES")]
+    UnknownDatatype(String),
+    #[error("tensor '{name}': shape {shape:?} has a negative dimension")]
+    NegativeDim { name: String, shape: Vec<i64> },
+    #[error("tensor '{name}': shape {shape:?} holds {expected} elements but {got} were given")]
+    ShapeMismatch {
+        name: String,
+        shape: Vec<i64>,
+        expected: usize,
+        got: usize,
+    },
+    #[error("tensor '{name}' has {elements} elements, more than the limit of {max}")]
+    TooManyElements {
+        name: String,
+        elements: usize,
+        max: usize,
+    },
+    #[error("tensor '{name}': element {index} is not a valid {datatype}: {reason}")]
+    BadElement {
+        name: String,
+        index: usize,
+        datatype: DataType,
+        reason: String,
+    },
+    #[error("tensor '{name}': data must be an array (flat or nested) of values")]
+    BadData { name: String },
+    #[error("tensor '{name}': {reason}")]
+    BadBinary { name: String, reason: String },
+    #[error("request body: {0}")]
+    BadRequest(String),
+    #[error("model '{model}' has no input named '{input}'; its inputs are {expected:?}")]
+    UnknownInput {
+        model: String,
+        input: String,
+        expected: Vec<String>,
+    },
+    #[error("model '{model}' needs input '{input}', which the request does not give")]
+    MissingInput { model: String, input: String },
+    #[error("model '{model}' has no output named '{output}'; its outputs are {expected:?}")]
+    UnknownOutput {
+        model: String,
+        output: String,
+        expected: Vec<String>,
+    },
+    #[error("input '{input}' of model '{model}' is {expected}, but {got} was given")]
+    WrongDatatype {
+        model: String,
+        input: String,
+        expected: DataType,
+        got: DataType,
+    },
+    #[error(
+        "input '{input}' of model '{model}' has shape {got:?}, which does not fit {expected:?}"
+    )]
+    WrongShape {
+        model: String,
+        input: String,
+        expected: Vec<i64>,
+        got: Vec<usize>,
+    },
+    #[error("batch of {size} is larger than model '{model}' allows ({max})")]
+    BatchTooLarge {
+        model: String,
+        size: usize,
+        max: usize,
+    },
+    #[error("model '{0}' is not in the repository")]
+    ModelNotFound(String),
+    #[error("model '{model}' has no version {version}")]
+    VersionNotFound { model: String, version: String },
+    #[error("model '{model}' version {version} is not loaded; load it first")]
+    NotLoaded { model: String, version: u64 },
+    #[error("model '{model}' is unavailable: {reason}")]
+    ModelUnavailable { model: String, reason: String },
+    #[error("model '{model}' version {version} is already {state}")]
+    BadState {
+        model: String,
+        version: u64,
+        state: &'static str,
+    },
+    #[error("model '{model}' is overloaded: its queue holds {max} requests; retry later")]
+    QueueFull { model: String, max: usize },
+    #[error("model '{model}' cannot be loaded: {needed} bytes would exceed the memory budget of {budget} bytes even after evicting idle models")]
+    OutOfMemory {
+        model: String,
+        needed: u64,
+        budget: u64,
+    },
+    #[error("request to model '{model}' passed its deadline of {deadline:?} before it finished")]
+    DeadlineExceeded { model: String, deadline: Duration },
+    #[error("model '{model}' failed: {reason}")]
+    Backend { model: String, reason: String },
+    #[error("server is shutting down")]
+    ShuttingDown,
+}
+
+impl CoreError {
+    /// The kind a face maps to its status code.
+    pub fn kind(&self) -> ErrorKind {
+        use CoreError::*;
+        match self {
+            UnknownDatatype(_)
+            | NegativeDim { .. }
+            | ShapeMismatch { .. }
+            | BadElement { .. }
+            | BadData { .. }
+            | BadBinary { .. }
+            | BadRequest(_)
+            | UnknownInput { .. }
+            | MissingInput { .. }
+            | UnknownOutput { .. }
+            | WrongDatatype { .. }
+            | WrongShape { .. }
+            | BatchTooLarge { .. } => ErrorKind::InvalidInput,
+            TooManyElements { .. } => ErrorKind::TooLarge,
+            ModelNotFound(_) | VersionNotFound { .. } => ErrorKind::NotFound,
+            NotLoaded { .. } => ErrorKind::NotReady,
+            BadState { .. } => ErrorKind::Conflict,
+            QueueFull { .. } | OutOfMemory { .. } => ErrorKind::Overloaded,
+            ModelUnavailable { .. } | ShuttingDown => ErrorKind::Unavailable,
+            DeadlineExceeded { .. } => ErrorKind::Timeout,
+            Backend { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
+pub type CoreResult<T> = Result<T, CoreError>;

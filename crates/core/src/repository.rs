@@ -1,0 +1,191 @@
+//! Reads the model repository: `<root>/<name>/model.toml` plus integer version
+//! folders. Problems are per model: a broken folder becomes an unavailable model
+//! with a reason, never a failed start.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::config::ModelConfig;
+
+/// One model folder as found on disk.
+#[derive(Debug, Clone)]
+pub struct RepoModel {
+    pub name: String,
+    pub dir: PathBuf,
+    /// The parsed configuration, or why the folder cannot be served.
+    pub config: Result<ModelConfig, String>,
+    /// The versions the version policy serves, ascending.
+    pub versions: Vec<u64>,
+}
+
+/// Lists the model folders under `root`, sorted by name. Fails only when the root
+/// itself cannot be read.
+pub fn scan(root: &Path) -> std::io::Result<Vec<RepoModel>> {
+    let mut models = Vec::new();
+    for entry in fs::read_dir(root)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !entry.path().is_dir() {
+            continue;
+        }
+        models.push(read_model(root, &name));
+    }
+    models.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(models)
+}
+
+/// Reads one model folder. A name that is not a plain folder name is refused, so
+/// load requests can never reach outside the repository.
+pub fn read_model(root: &Path, name: &str) -> RepoModel {
+    let dir = root.join(name);
+    let config = if !is_plain_name(name) {
+        Err(format!("'{name}' is not a valid model name"))
+    } else {
+        read_config(&dir)
+    };
+    let mut versions = Vec::new();
+    let config = config.and_then(|config| {
+        let available = version_dirs(&dir);
+        let available = if available.is_empty() && config.backend == "builtin" {
+            vec![1]
+        } else {
+            available
+        };
+        if available.is_empty() {
+            return Err("no version folders (expected <model>/<integer>/...)".to_string());
+        }
+        versions = config.version_policy.select(&available);
+        if versions.is_empty() {
+            return Err(format!(
+                "version_policy selects none of the versions on disk {available:?}"
+            ));
+        }
+        Ok(config)
+    });
+    RepoModel {
+        name: name.to_string(),
+        dir,
+        config,
+        versions,
+    }
+}
+
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn read_config(dir: &Path) -> Result<ModelConfig, String> {
+    if !dir.is_dir() {
+        return Err("no such model folder in the repository".into());
+    }
+    let path = dir.join("model.toml");
+    match fs::read_to_string(&path) {
+        Ok(text) => ModelConfig::from_toml(&text),
+        // Triton's auto-complete: a folder with only <version>/model.onnx serves
+        // with inputs and outputs read from the graph.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let has_onnx = version_dirs(dir)
+                .iter()
+                .any(|v| dir.join(v.to_string()).join("model.onnx").is_file());
+            if has_onnx {
+                Ok(ModelConfig {
+                    platform: "onnx_onnxv1".into(),
+                    ..ModelConfig::default()
+                })
+            } else {
+                Err("no model.toml and no <version>/model.onnx".into())
+            }
+        }
+        Err(e) => Err(format!("cannot read model.toml: {e}")),
+    }
+}
+
+fn version_dirs(dir: &Path) -> Vec<u64> {
+    let mut versions: Vec<u64> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
+/// The summed size of the files in a folder: the memory estimate for a model
+/// before it is loaded.
+pub fn folder_bytes(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                folder_bytes(&p)
+            } else {
+                e.metadata().map(|m| m.len()).unwrap_or(0)
+            }
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("inferd-repo-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn reads_versions_policy_and_problems() {
+        let root = tmp("scan");
+        fs::create_dir_all(root.join("a/1")).unwrap();
+        fs::create_dir_all(root.join("a/3")).unwrap();
+        fs::write(
+            root.join("a/model.toml"),
+            "backend = 'onnx'\n[version_policy]\nall = true",
+        )
+        .unwrap();
+        fs::create_dir_all(root.join("b/2")).unwrap();
+        fs::write(root.join("b/2/model.onnx"), b"x").unwrap();
+        fs::create_dir_all(root.join("broken")).unwrap();
+        fs::write(root.join("broken/model.toml"), "max_batch_size = 'lots'").unwrap();
+        fs::create_dir_all(root.join("empty")).unwrap();
+        fs::create_dir_all(root.join("builtin")).unwrap();
+        fs::write(
+            root.join("builtin/model.toml"),
+            "backend = 'builtin'\nkind = 'identity'",
+        )
+        .unwrap();
+
+        let models = scan(&root).unwrap();
+        let names: Vec<_> = models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "broken", "builtin", "empty"]);
+        assert_eq!(models[0].versions, vec![1, 3]);
+        assert_eq!(models[1].versions, vec![2]);
+        assert_eq!(models[1].config.as_ref().unwrap().backend, "onnx");
+        assert!(models[2]
+            .config
+            .as_ref()
+            .unwrap_err()
+            .contains("model.toml"));
+        assert_eq!(models[3].versions, vec![1]);
+        assert!(models[4]
+            .config
+            .as_ref()
+            .unwrap_err()
+            .contains("no model.toml"));
+        assert!(read_model(&root, "../etc").config.is_err());
+        let _ = fs::remove_dir_all(&root);
+    }
+}

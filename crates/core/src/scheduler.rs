@@ -1,0 +1,479 @@
+//! The per-model-version queue and its workers.
+//!
+//! Concurrency design: one `Scheduler` per loaded model version owns a bounded
+//! queue (`QueueState` behind a mutex and a condvar) and `instances` worker
+//! threads. The async side only pushes jobs and awaits a oneshot reply, so compute
+//! never runs on the runtime's threads. Workers take batches with
+//! `QueueState::take_batch`; all queue logic lives in `QueueState`, a plain struct
+//! the unit tests drive without threads. Jobs whose deadline passed are answered
+//! with a timeout and jobs whose client went away are dropped before a batch forms.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::backend::LoadedModel;
+use crate::error::{CoreError, CoreResult};
+use crate::stats::VersionStats;
+use crate::tensor::Tensor;
+
+/// The answer a job waits for.
+pub type Reply = CoreResult<Vec<Tensor>>;
+
+/// One request waiting to run.
+pub struct Job {
+    pub inputs: Vec<Tensor>,
+    /// Rows along dimension 0 (1 for models that do not batch).
+    pub rows: usize,
+    pub enqueued: Instant,
+    pub deadline: Instant,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+impl Job {
+    /// Jobs can share a batch when every input has the same datatype and the
+    /// same shape past dimension 0.
+    fn joins(&self, other: &Job) -> bool {
+        self.inputs.len() == other.inputs.len()
+            && self.inputs.iter().zip(&other.inputs).all(|(a, b)| {
+                a.datatype() == b.datatype()
+                    && a.shape().get(1..) == b.shape().get(1..)
+                    && !a.shape().is_empty()
+            })
+    }
+}
+
+/// The queue's logic, without threads.
+pub struct QueueState {
+    model: String,
+    jobs: VecDeque<Job>,
+    max_queue: usize,
+    /// 0: no batching, one job per run.
+    max_batch: usize,
+    max_delay: Duration,
+    closed: bool,
+}
+
+/// What a worker should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Run these many jobs from the front of the queue.
+    Run(usize),
+    /// Wait this long for more jobs to fill the batch.
+    WaitFor(Duration),
+    /// Nothing queued: wait for a push.
+    Idle,
+    /// Closed and drained: the worker exits.
+    Exit,
+}
+
+impl QueueState {
+    pub fn new(model: &str, max_queue: usize, max_batch: usize, max_delay: Duration) -> Self {
+        QueueState {
+            model: model.to_string(),
+            jobs: VecDeque::new(),
+            max_queue,
+            max_batch,
+            max_delay,
+            closed: false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Queues a job, or answers at once why not (full: overload; closed: the model
+    /// is being unloaded).
+    pub fn push(&mut self, job: Job) -> CoreResult<()> {
+        if self.closed {
+            return Err(CoreError::ModelUnavailable {
+                model: self.model.clone(),
+                reason: "it is being unloaded".into(),
+            });
+        }
+        if self.jobs.len() >= self.max_queue {
+            return Err(CoreError::QueueFull {
+                model: self.model.clone(),
+                max: self.max_queue,
+            });
+        }
+        self.jobs.push_back(job);
+        Ok(())
+    }
+
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+
+    /// Answers expired jobs with a timeout and drops those nobody waits for.
+    pub fn prune(&mut self, now: Instant) {
+        let model = &self.model;
+        self.jobs.retain_mut(|job| {
+            if job.reply.is_closed() {
+                return false;
+            }
+            if job.deadline <= now {
+                let (tx, _) = oneshot::channel();
+                let reply = std::mem::replace(&mut job.reply, tx);
+                let _ = reply.send(Err(CoreError::DeadlineExceeded {
+                    model: model.clone(),
+                    deadline: job.deadline.saturating_duration_since(job.enqueued),
+                }));
+                return false;
+            }
+            true
+        });
+    }
+
+    /// Decides what a worker does now. A batch is the front job plus the jobs
+    /// right behind it that join it, up to `max_batch` rows; while it is not full
+    /// and the front job has waited less than `max_delay`, the worker waits.
+    pub fn next(&mut self, now: Instant) -> Next {
+        self.prune(now);
+        let Some(front) = self.jobs.front() else {
+            return if self.closed { Next::Exit } else { Next::Idle };
+        };
+        if self.max_batch == 0 {
+            return Next::Run(1);
+        }
+        let mut rows = front.rows;
+        let mut count = 1;
+        for job in self.jobs.iter().skip(1) {
+            if !front.joins(job) || rows + job.rows > self.max_batch {
+                break;
+            }
+            rows += job.rows;
+            count += 1;
+        }
+        let blocked = count < self.jobs.len();
+        let waited = now.saturating_duration_since(front.enqueued);
+        if rows < self.max_batch && !blocked && !self.closed && waited < self.max_delay {
+            return Next::WaitFor(self.max_delay - waited);
+        }
+        Next::Run(count)
+    }
+
+    pub fn take(&mut self, count: usize) -> Vec<Job> {
+        self.jobs.drain(..count).collect()
+    }
+}
+
+struct Shared {
+    queue: Mutex<QueueState>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A cheap handle to one model version's queue and workers.
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    max_batch: usize,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// How a scheduler is set up (from the model's config).
+#[derive(Debug, Clone, Copy)]
+pub struct SchedulerConfig {
+    pub max_queue: usize,
+    pub max_batch: usize,
+    pub max_delay: Duration,
+    pub instances: usize,
+}
+
+impl Scheduler {
+    pub fn start(
+        name: &str,
+        model: Arc<dyn LoadedModel>,
+        config: SchedulerConfig,
+        stats: Arc<VersionStats>,
+    ) -> Scheduler {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(QueueState::new(
+                name,
+                config.max_queue,
+                config.max_batch,
+                config.max_delay,
+            )),
+            wake: Condvar::new(),
+        });
+        let workers = (0..config.instances.max(1))
+            .map(|i| {
+                let shared = shared.clone();
+                let model = model.clone();
+                let stats = stats.clone();
+                let label = name.to_string();
+                std::thread::Builder::new()
+                    .name(format!("inferd-{name}-{i}"))
+                    .spawn(move || worker_task(&label, &shared, &*model, &stats))
+                    .expect("spawning a worker thread")
+            })
+            .collect();
+        Scheduler {
+            shared,
+            max_batch: config.max_batch,
+            workers,
+        }
+    }
+
+    /// Whether jobs are joined along dimension 0.
+    pub fn batches(&self) -> bool {
+        self.max_batch > 0
+    }
+
+    /// The most rows one batch (and so one request) may hold.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Queues a job; the receiver gets the outputs or the error.
+    pub fn submit(
+        &self,
+        inputs: Vec<Tensor>,
+        rows: usize,
+        deadline: Instant,
+    ) -> CoreResult<oneshot::Receiver<Reply>> {
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            inputs,
+            rows,
+            enqueued: Instant::now(),
+            deadline,
+            reply: tx,
+        };
+        self.shared.lock().push(job)?;
+        self.shared.wake.notify_one();
+        Ok(rx)
+    }
+
+    pub fn queue_len(&self) -> usize {
+        self.shared.lock().len()
+    }
+
+    /// Refuses new jobs; workers finish what is queued, then exit.
+    pub fn close(&self) {
+        self.shared.lock().close();
+        self.shared.wake.notify_all();
+    }
+
+    /// Closes and waits for the workers (used at shutdown, off the runtime).
+    pub fn join(mut self) {
+        self.close();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn worker_task(name: &str, shared: &Shared, model: &dyn LoadedModel, stats: &VersionStats) {
+    loop {
+        let jobs = {
+            let mut queue = shared.lock();
+            loop {
+                match queue.next(Instant::now()) {
+                    Next::Run(n) => break queue.take(n),
+                    Next::Exit => return,
+                    Next::Idle => {
+                        queue = shared.wake.wait(queue).unwrap_or_else(|p| p.into_inner())
+                    }
+                    Next::WaitFor(d) => {
+                        queue = shared
+                            .wake
+                            .wait_timeout(queue, d)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0
+                    }
+                }
+            }
+        };
+        run_batch(name, model, stats, jobs);
+    }
+}
+
+fn run_batch(name: &str, model: &dyn LoadedModel, stats: &VersionStats, mut jobs: Vec<Job>) {
+    let started = Instant::now();
+    let queued: Duration = jobs.iter().map(|j| started - j.enqueued).sum();
+    let rows: Vec<usize> = jobs.iter().map(|j| j.rows).collect();
+    let inputs = if jobs.len() == 1 {
+        std::mem::take(&mut jobs[0].inputs)
+    } else {
+        (0..jobs[0].inputs.len())
+            .map(|i| Tensor::concat(&jobs.iter().map(|j| &j.inputs[i]).collect::<Vec<_>>()))
+            .collect()
+    };
+    let result = model.run(inputs).map_err(|e| CoreError::Backend {
+        model: name.to_string(),
+        reason: e.to_string(),
+    });
+    stats.record_batch(
+        jobs.len() as u64,
+        rows.iter().sum(),
+        queued,
+        started.elapsed(),
+    );
+    match result {
+        Ok(outputs) if jobs.len() == 1 => {
+            let _ = jobs.pop().expect("one job").reply.send(Ok(outputs));
+        }
+        Ok(outputs) => match split_outputs(outputs, &rows) {
+            Ok(per_job) => {
+                for (job, outs) in jobs.into_iter().zip(per_job) {
+                    let _ = job.reply.send(Ok(outs));
+                }
+            }
+            Err(e) => answer_all(jobs, e, name),
+        },
+        Err(e) => answer_all(jobs, e, name),
+    }
+}
+
+fn split_outputs(outputs: Vec<Tensor>, rows: &[usize]) -> CoreResult<Vec<Vec<Tensor>>> {
+    let mut per_job: Vec<Vec<Tensor>> = rows
+        .iter()
+        .map(|_| Vec::with_capacity(outputs.len()))
+        .collect();
+    for out in outputs {
+        for (slot, piece) in per_job.iter_mut().zip(out.split(rows)?) {
+            slot.push(piece);
+        }
+    }
+    Ok(per_job)
+}
+
+fn answer_all(jobs: Vec<Job>, err: CoreError, name: &str) {
+    let err = match err {
+        CoreError::Backend { reason, .. } => CoreError::Backend {
+            model: name.to_string(),
+            reason,
+        },
+        other => other,
+    };
+    for job in jobs {
+        let _ = job.reply.send(Err(err.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::TensorData;
+
+    fn job(rows: usize, inner: usize, now: Instant) -> (Job, oneshot::Receiver<Reply>) {
+        let (tx, rx) = oneshot::channel();
+        let t = Tensor::new(
+            "x",
+            vec![rows, inner],
+            TensorData::F32(vec![0.0; rows * inner]),
+        )
+        .unwrap();
+        let job = Job {
+            inputs: vec![t],
+            rows,
+            enqueued: now,
+            deadline: now + Duration::from_secs(10),
+            reply: tx,
+        };
+        (job, rx)
+    }
+
+    #[test]
+    fn a_full_queue_refuses_at_once() {
+        let now = Instant::now();
+        let mut q = QueueState::new("m", 2, 0, Duration::ZERO);
+        let mut keep = Vec::new();
+        for _ in 0..2 {
+            let (j, rx) = job(1, 4, now);
+            keep.push(rx);
+            q.push(j).unwrap();
+        }
+        let (j, _rx) = job(1, 4, now);
+        assert!(matches!(
+            q.push(j),
+            Err(CoreError::QueueFull { max: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn batches_join_compatible_jobs_up_to_the_limit() {
+        let now = Instant::now();
+        let mut q = QueueState::new("m", 10, 4, Duration::from_millis(5));
+        let mut keep = Vec::new();
+        for (rows, inner) in [(1, 4), (2, 4), (1, 3), (1, 4)] {
+            let (j, rx) = job(rows, inner, now);
+            keep.push(rx);
+            q.push(j).unwrap();
+        }
+        // The third job has another inner shape, so the batch stops before it
+        // and runs at once rather than waiting for more.
+        assert_eq!(q.next(now), Next::Run(2));
+        assert_eq!(q.take(2).iter().map(|j| j.rows).sum::<usize>(), 3);
+        assert_eq!(q.next(now), Next::Run(1));
+        q.take(1);
+        // One job alone, not full: wait out the delay, then run.
+        assert_eq!(q.next(now), Next::WaitFor(Duration::from_millis(5)));
+        assert_eq!(q.next(now + Duration::from_millis(5)), Next::Run(1));
+    }
+
+    #[test]
+    fn a_full_batch_runs_without_waiting() {
+        let now = Instant::now();
+        let mut q = QueueState::new("m", 10, 2, Duration::from_secs(1));
+        let (a, _ra) = job(1, 4, now);
+        let (b, _rb) = job(1, 4, now);
+        q.push(a).unwrap();
+        q.push(b).unwrap();
+        assert_eq!(q.next(now), Next::Run(2));
+    }
+
+    #[test]
+    fn expired_jobs_get_a_timeout_and_abandoned_ones_are_dropped() {
+        let now = Instant::now();
+        let mut q = QueueState::new("m", 10, 0, Duration::ZERO);
+        let (mut expired, mut expired_rx) = job(1, 4, now);
+        expired.deadline = now;
+        let (gone, gone_rx) = job(1, 4, now);
+        drop(gone_rx);
+        let (live, _live_rx) = job(1, 4, now);
+        q.push(expired).unwrap();
+        q.push(gone).unwrap();
+        q.push(live).unwrap();
+        assert_eq!(q.next(now), Next::Run(1));
+        assert_eq!(q.len(), 1);
+        assert!(matches!(
+            expired_rx.try_recv(),
+            Ok(Err(CoreError::DeadlineExceeded { .. }))
+        ));
+    }
+
+    #[test]
+    fn closed_queue_drains_then_exits() {
+        let now = Instant::now();
+        let mut q = QueueState::new("m", 10, 0, Duration::ZERO);
+        let (j, _rx) = job(1, 4, now);
+        q.push(j).unwrap();
+        q.close();
+        let (j2, _rx2) = job(1, 4, now);
+        assert!(q.push(j2).is_err());
+        assert_eq!(q.next(now), Next::Run(1));
+        q.take(1);
+        assert_eq!(q.next(now), Next::Exit);
+    }
+}

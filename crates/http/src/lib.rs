@@ -1,0 +1,81 @@
+//! The HTTP faces. Each module is one protocol: it decodes its wire format, makes
+//! one core call and renders the answer or the error in its own envelope. Faces
+//! never call each other; what two faces share (request bodies, V1-style rows)
+//! lives in `body` and `rows`.
+
+mod body;
+mod kserve_v1;
+mod pinferencia;
+mod rows;
+mod v2;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use inferd_core::Manager;
+use serde_json::json;
+
+/// Which shape answers the routes that Pinferencia and KServe V1 both claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compat {
+    /// One object that serves KServe V1 clients (and OpenAI's list shape).
+    #[default]
+    Kserve,
+    /// Pinferencia's bare JSON arrays.
+    Pinferencia,
+}
+
+/// What every handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub manager: Manager,
+    pub compat: Compat,
+    /// Request bodies above this are refused with 413 in the face's format.
+    pub max_body_bytes: usize,
+}
+
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
+
+/// Every face on one router.
+pub fn router(state: AppState) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route("/v1/models", get(list_models))
+        .route("/v2/models", get(list_models))
+        .route("/v1/models/{model}", get(model_status))
+        .merge(pinferencia::routes())
+        .merge(kserve_v1::routes())
+        .merge(v2::routes())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Pinferencia answers the model list with an array, KServe and OpenAI clients
+/// expect an object: `compat` picks, per server.
+async fn list_models(state: State<AppState>) -> Response {
+    match state.compat {
+        Compat::Kserve => kserve_v1::list(state).await.into_response(),
+        Compat::Pinferencia => pinferencia::list(state).await.into_response(),
+    }
+}
+
+async fn model_status(state: State<AppState>, model: Path<String>) -> Response {
+    match state.compat {
+        Compat::Kserve => kserve_v1::status(state, model).await,
+        Compat::Pinferencia => pinferencia::versions(state, model).await,
+    }
+}
+
+async fn not_found(uri: Uri) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": format!("no route for {}", uri.path())})),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Face tests through `oneshot`: no socket, the real router and real models.

@@ -1,0 +1,193 @@
+//! The Open Inference Protocol V2 over REST (KServe V2, Triton), with Triton's
+//! extensions that work here: binary tensor data, the model repository,
+//! statistics, model configuration and schedule policy (`timeout`). Errors are
+//! `{"error": "..."}`.
+
+mod infer;
+mod repository;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use inferd_core::{CoreError, ErrorKind, ModelInfo, TensorSpec};
+use serde_json::{json, Value};
+
+use crate::body::BodyError;
+use crate::AppState;
+
+/// The extensions server metadata advertises: exactly those implemented.
+pub const EXTENSIONS: [&str; 5] = [
+    "binary_tensor_data",
+    "model_repository",
+    "statistics",
+    "model_configuration",
+    "schedule_policy",
+];
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(server_ready))
+        .route("/v2/models/{model}", get(metadata))
+        .route(
+            "/v2/models/{model}/versions/{version}",
+            get(metadata_version),
+        )
+        .route("/v2/models/{model}/ready", get(ready))
+        .route(
+            "/v2/models/{model}/versions/{version}/ready",
+            get(ready_version),
+        )
+        .route("/v2/models/{model}/infer", post(infer::infer))
+        .route(
+            "/v2/models/{model}/versions/{version}/infer",
+            post(infer::infer_version),
+        )
+        .route("/v2/models/{model}/config", get(repository::config))
+        .route(
+            "/v2/models/{model}/versions/{version}/config",
+            get(repository::config_version),
+        )
+        .route("/v2/models/stats", get(repository::all_stats))
+        .route("/v2/models/{model}/stats", get(repository::stats))
+        .route(
+            "/v2/models/{model}/versions/{version}/stats",
+            get(repository::stats_version),
+        )
+        .route("/v2/repository/index", post(repository::index))
+        .route("/v2/repository/models/{model}/load", post(repository::load))
+        .route(
+            "/v2/repository/models/{model}/unload",
+            post(repository::unload),
+        )
+}
+
+/// A V2 error: status and `{"error": message}`.
+pub struct V2Error(pub StatusCode, pub String);
+
+impl IntoResponse for V2Error {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<CoreError> for V2Error {
+    fn from(e: CoreError) -> Self {
+        let status = match e.kind() {
+            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::NotReady | ErrorKind::Overloaded | ErrorKind::Unavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        V2Error(status, e.to_string())
+    }
+}
+
+impl From<BodyError> for V2Error {
+    fn from(e: BodyError) -> Self {
+        V2Error(e.status, e.message)
+    }
+}
+
+/// Versions in V2 paths are integers; `-1` and the empty string mean "the
+/// default", as Triton reads them.
+pub fn parse_version(model: &str, v: &str) -> Result<Option<u64>, V2Error> {
+    match v {
+        "" | "-1" => Ok(None),
+        v => v.parse().map(Some).map_err(|_| {
+            V2Error::from(CoreError::VersionNotFound {
+                model: model.into(),
+                version: v.into(),
+            })
+        }),
+    }
+}
+
+async fn server_metadata() -> Json<Value> {
+    Json(json!({
+        "name": "inferd",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": EXTENSIONS,
+    }))
+}
+
+async fn live() -> Json<Value> {
+    Json(json!({ "live": true }))
+}
+
+async fn server_ready(State(state): State<AppState>) -> Response {
+    let ready = !state.manager.is_shutting_down();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({ "ready": ready }))).into_response()
+}
+
+fn spec_json(s: &TensorSpec) -> Value {
+    json!({ "name": s.name, "datatype": s.datatype.as_str(), "shape": s.shape_or_any() })
+}
+
+fn metadata_json(info: &ModelInfo) -> Value {
+    json!({
+        "name": info.name,
+        "versions": info.versions.iter().map(u64::to_string).collect::<Vec<_>>(),
+        "platform": info.config.platform,
+        "inputs": info.inputs.iter().map(spec_json).collect::<Vec<_>>(),
+        "outputs": info.outputs.iter().map(spec_json).collect::<Vec<_>>(),
+    })
+}
+
+async fn metadata(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, V2Error> {
+    Ok(Json(metadata_json(&state.manager.info(&model, None)?)))
+}
+
+async fn metadata_version(
+    State(state): State<AppState>,
+    Path((model, v)): Path<(String, String)>,
+) -> Result<Json<Value>, V2Error> {
+    let v = parse_version(&model, &v)?;
+    Ok(Json(metadata_json(&state.manager.info(&model, v)?)))
+}
+
+async fn ready(state: State<AppState>, Path(model): Path<String>) -> Response {
+    ready_answer(state, &model, None)
+}
+
+async fn ready_version(
+    state: State<AppState>,
+    Path((model, v)): Path<(String, String)>,
+) -> Response {
+    match parse_version(&model, &v) {
+        Ok(v) => ready_answer(state, &model, v),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `{"name", "ready"}`, with 503 when not ready: clients such as tritonclient
+/// read only the status.
+fn ready_answer(State(state): State<AppState>, model: &str, v: Option<u64>) -> Response {
+    match state.manager.is_ready(model, v) {
+        Ok(ready) => {
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (status, Json(json!({ "name": model, "ready": ready }))).into_response()
+        }
+        Err(e) => V2Error::from(e).into_response(),
+    }
+}
