@@ -1,7 +1,11 @@
 //! Models written in Rust, for tests and demos: `identity` (returns its input,
 //! any datatype and shape, BYTES included) and `add_sub` (Triton's classic
 //! example: OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1, INT32 [16]).
-//! `model.toml` picks one with `kind = "..."`.
+//! `model.toml` picks one with `kind = "..."`. `[parameters] delay_ms = N` makes
+//! either one sleep N ms per batch: a stand-in for a slow model in tests of
+//! queues, deadlines and unloading under load.
+
+use std::time::Duration;
 
 use inferd_core::{
     Backend, BackendError, DataType, LoadSpec, LoadedModel, SpecType, Tensor, TensorData,
@@ -24,6 +28,12 @@ impl Backend for BuiltinBackend {
             .map(String::as_str)
             .unwrap_or(spec.name);
         let (inputs, outputs) = (spec.config.inputs.clone(), spec.config.outputs.clone());
+        let delay = match spec.config.parameters.get("delay_ms") {
+            None => Duration::ZERO,
+            Some(ms) => Duration::from_millis(ms.parse().map_err(|_| {
+                BackendError::Load(format!("delay_ms must be a whole number, got '{ms}'"))
+            })?),
+        };
         match kind {
             "identity" => {
                 if inputs.len() != 1 || outputs.len() != 1 {
@@ -31,7 +41,11 @@ impl Backend for BuiltinBackend {
                         "identity needs exactly one input and one output".into(),
                     ));
                 }
-                Ok(Box::new(Identity { inputs, outputs }))
+                Ok(Box::new(Identity {
+                    inputs,
+                    outputs,
+                    delay,
+                }))
             }
             "add_sub" => {
                 let io_ok = inputs.len() == 2
@@ -45,7 +59,11 @@ impl Backend for BuiltinBackend {
                         "add_sub needs two INT32 inputs and two INT32 outputs".into(),
                     ));
                 }
-                Ok(Box::new(AddSub { inputs, outputs }))
+                Ok(Box::new(AddSub {
+                    inputs,
+                    outputs,
+                    delay,
+                }))
             }
             other => Err(BackendError::Load(format!(
                 "unknown builtin kind '{other}'; expected identity or add_sub"
@@ -57,6 +75,7 @@ impl Backend for BuiltinBackend {
 struct Identity {
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
+    delay: Duration,
 }
 
 impl LoadedModel for Identity {
@@ -70,6 +89,7 @@ impl LoadedModel for Identity {
         0
     }
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError> {
+        std::thread::sleep(self.delay);
         inputs
             .into_iter()
             .map(|t| {
@@ -84,6 +104,7 @@ impl LoadedModel for Identity {
 struct AddSub {
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
+    delay: Duration,
 }
 
 impl LoadedModel for AddSub {
@@ -97,6 +118,7 @@ impl LoadedModel for AddSub {
         0
     }
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError> {
+        std::thread::sleep(self.delay);
         let (TensorData::I32(a), TensorData::I32(b)) = (inputs[0].data(), inputs[1].data()) else {
             return Err(BackendError::Run("add_sub takes INT32 inputs".into()));
         };

@@ -137,16 +137,23 @@ fn values_to_data(name: &str, datatype: DataType, leaves: &[&Value]) -> CoreResu
             )
         };
     }
+    // A finite JSON number that overflows the narrower type is refused rather
+    // than silently turned into infinity.
     macro_rules! floats {
-        ($var:ident, $conv:expr) => {
+        ($var:ident, $conv:expr, $finite:expr) => {
             TensorData::$var(
                 leaves
                     .iter()
                     .enumerate()
                     .map(|(i, v)| {
-                        v.as_f64()
-                            .map($conv)
-                            .ok_or_else(|| bad(i, &format!("expected a number, got {v}")))
+                        let f = v
+                            .as_f64()
+                            .ok_or_else(|| bad(i, &format!("expected a number, got {v}")))?;
+                        let x = $conv(f);
+                        if !$finite(x) {
+                            return Err(bad(i, &format!("{v} is out of range")));
+                        }
+                        Ok(x)
                     })
                     .collect::<CoreResult<_>>()?,
             )
@@ -171,10 +178,10 @@ fn values_to_data(name: &str, datatype: DataType, leaves: &[&Value]) -> CoreResu
         DataType::I16 => ints!(I16, i16),
         DataType::I32 => ints!(I32, i32),
         DataType::I64 => ints!(I64, i64),
-        DataType::F16 => floats!(F16, f16::from_f64),
-        DataType::BF16 => floats!(BF16, bf16::from_f64),
-        DataType::F32 => floats!(F32, |f| f as f32),
-        DataType::F64 => floats!(F64, |f| f),
+        DataType::F16 => floats!(F16, f16::from_f64, |x: f16| x.is_finite()),
+        DataType::BF16 => floats!(BF16, bf16::from_f64, |x: bf16| x.is_finite()),
+        DataType::F32 => floats!(F32, |f| f as f32, |x: f32| x.is_finite()),
+        DataType::F64 => floats!(F64, |f| f, |x: f64| x.is_finite()),
         DataType::Bytes => TensorData::Bytes(
             leaves
                 .iter()
@@ -454,6 +461,8 @@ mod tests {
             err.to_string().contains("element 1") && err.to_string().contains("out of range"),
             "{err}"
         );
+        let err = tensor_from_json("x", DataType::F32, &[1], &json!([1e39]), 10).unwrap_err();
+        assert!(err.to_string().contains("out of range"), "{err}");
         let err = tensor_from_json("x", DataType::I32, &[1], &json!(["a"]), 10).unwrap_err();
         assert!(err.to_string().contains("expected an integer"), "{err}");
         let err = tensor_from_json("x", DataType::F32, &[3], &json!([1, 2]), 10).unwrap_err();

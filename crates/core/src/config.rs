@@ -174,8 +174,7 @@ impl ModelConfig {
     /// Parses `model.toml` text; the error is a sentence fit for the repository
     /// index's `reason`.
     pub fn from_toml(text: &str) -> Result<ModelConfig, String> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| format!("model.toml: {}", e.message()))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_reason(text, &e))?;
         let mut config = ModelConfig::default();
         if let Some(b) = raw.backend {
             config.backend = b;
@@ -220,6 +219,20 @@ impl ModelConfig {
         }
         Ok(config)
     }
+}
+
+/// One line: the message and the text it is about (toml's own rendering spans
+/// several lines, too many for a repository index's `reason`).
+fn toml_reason(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return format!("model.toml: {}", e.message());
+    };
+    let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    format!(
+        "model.toml line {line_no} (`{line}`): {}",
+        e.message().trim()
+    )
 }
 
 fn spec(raw: RawSpec) -> Result<TensorSpec, String> {

@@ -30,6 +30,8 @@ pub struct Job {
     pub rows: usize,
     pub enqueued: Instant,
     pub deadline: Instant,
+    /// The request's own timeout, for the error message.
+    pub timeout: Duration,
     pub reply: oneshot::Sender<Reply>,
 }
 
@@ -125,7 +127,7 @@ impl QueueState {
                 let reply = std::mem::replace(&mut job.reply, tx);
                 let _ = reply.send(Err(CoreError::DeadlineExceeded {
                     model: model.clone(),
-                    deadline: job.deadline.saturating_duration_since(job.enqueued),
+                    deadline: job.timeout,
                 }));
                 return false;
             }
@@ -244,6 +246,7 @@ impl Scheduler {
         inputs: Vec<Tensor>,
         rows: usize,
         deadline: Instant,
+        timeout: Duration,
     ) -> CoreResult<oneshot::Receiver<Reply>> {
         let (tx, rx) = oneshot::channel();
         let job = Job {
@@ -251,6 +254,7 @@ impl Scheduler {
             rows,
             enqueued: Instant::now(),
             deadline,
+            timeout,
             reply: tx,
         };
         self.shared.lock().push(job)?;
@@ -389,6 +393,7 @@ mod tests {
             rows,
             enqueued: now,
             deadline: now + Duration::from_secs(10),
+            timeout: Duration::from_secs(10),
             reply: tx,
         };
         (job, rx)

@@ -10,12 +10,14 @@ mod rows;
 mod v2;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use inferd_core::Manager;
 use serde_json::json;
+use tower_http::compression::CompressionLayer;
+use tower_http::decompression::RequestDecompressionLayer;
 
 /// Which shape answers the routes that Pinferencia and KServe V1 both claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,7 +51,12 @@ pub fn router(state: AppState) -> Router {
         .merge(kserve_v1::routes())
         .merge(v2::routes())
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        // gzip and deflate bodies, both ways, as Triton's clients send and accept them.
+        // The body limit applies to the decoded body, so a small bomb cannot grow past it.
+        .layer(RequestDecompressionLayer::new())
+        .layer(CompressionLayer::new())
         .with_state(state)
 }
 
@@ -67,6 +74,14 @@ async fn model_status(state: State<AppState>, model: Path<String>) -> Response {
         Compat::Kserve => kserve_v1::status(state, model).await,
         Compat::Pinferencia => pinferencia::versions(state, model).await,
     }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"error": format!("{method} is not allowed on {}", uri.path())})),
+    )
+        .into_response()
 }
 
 async fn not_found(uri: Uri) -> Response {

@@ -233,7 +233,7 @@ async fn infer(
     Path(model): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    respond(infer_with(state, model, None, body).await)
+    respond(infer_with(state, model, None, false, body).await)
 }
 
 async fn infer_version(
@@ -242,7 +242,7 @@ async fn infer_version(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = match version(&model, &v) {
-        Ok(v) => infer_with(state, model, v, body).await,
+        Ok(v) => infer_with(state, model, v, true, body).await,
         Err(e) => Err(e),
     };
     respond(result)
@@ -294,6 +294,7 @@ async fn infer_with(
     State(state): State<AppState>,
     model: String,
     v: Option<u64>,
+    versioned: bool,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Value, Detail> {
     let bytes = body::bytes(body, state.max_body_bytes)?;
@@ -302,7 +303,7 @@ async fn infer_with(
     let plan = rows::from_instances(&info, &req.instances, state.manager.config().max_elements)?;
     let answer = rows::run(&state.manager, &model, v, plan).await?;
     let mut out = json!({ "model_name": model, "predictions": answer.predictions() });
-    if v.is_some() {
+    if versioned {
         out["model_version"] = Value::String(answer.version.to_string());
     }
     if let Some(id) = req.id {

@@ -63,7 +63,7 @@ fn single_input(info: &ModelInfo) -> CoreResult<&TensorSpec> {
 pub fn from_instances(info: &ModelInfo, instances: &[Value], max: usize) -> CoreResult<Plan> {
     if instances.is_empty() {
         return Err(CoreError::BadRequest(
-            "'instances' is empty; give at least one row".into(),
+            "no rows given (empty instances or data); give at least one row".into(),
         ));
     }
     let keyed = instances.iter().all(Value::is_object) && info.inputs.len() > 1
@@ -155,7 +155,7 @@ pub fn from_columns(info: &ModelInfo, columns: &Value, max: usize) -> CoreResult
             })
         }
         _ => Err(CoreError::BadRequest(
-            "'inputs' must be a list of rows or an object keyed by input name".into(),
+            "the model's input must be a list of rows or an object keyed by input name".into(),
         )),
     }
 }

@@ -173,6 +173,7 @@ impl Manager {
     /// again first, as Triton's explicit load does, so a fixed `model.toml` or a
     /// new model folder is picked up.
     pub async fn load(&self, name: &str, version: Option<u64>) -> CoreResult<Outcome> {
+        self.wait_for_unloads(name).await;
         let versions = {
             let mut st = self.lock();
             let busy = st.models.get(name).is_some_and(|e| {
@@ -217,6 +218,25 @@ impl Manager {
             self.ready(name, Some(v), true).await?;
         }
         Ok(Outcome::Done)
+    }
+
+    /// Waits until no version of the model is being unloaded, so a load that
+    /// follows an unload runs after it, as Triton orders them.
+    async fn wait_for_unloads(&self, name: &str) {
+        loop {
+            let notified = self.inner.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let unloading = self.lock().models.get(name).is_some_and(|e| {
+                e.versions
+                    .values()
+                    .any(|s| matches!(s.state, SlotState::Unloading))
+            });
+            if !unloading {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Unloads a model (every version) or one version; in-flight requests finish
@@ -445,7 +465,11 @@ impl Manager {
     /// against its specs, queues it and waits within the request's deadline.
     pub async fn infer(&self, req: InferRequest) -> CoreResult<InferResponse> {
         let started = Instant::now();
-        let timeout = req.timeout.unwrap_or(self.inner.config.default_timeout);
+        // 0 means "no timeout of its own" (Triton's reading): the server's default.
+        let timeout = req
+            .timeout
+            .filter(|t| !t.is_zero())
+            .unwrap_or(self.inner.config.default_timeout);
         let deadline = started + timeout;
         let expired = || CoreError::DeadlineExceeded {
             model: req.model.clone(),
@@ -473,7 +497,7 @@ impl Manager {
             }
             let keep =
                 requested_outputs(&req.model, loaded.model.outputs(), req.outputs.as_deref())?;
-            let rx = loaded.scheduler.submit(inputs, rows, deadline)?;
+            let rx = loaded.scheduler.submit(inputs, rows, deadline, timeout)?;
             let outputs = tokio::time::timeout_at(deadline.into(), rx)
                 .await
                 .map_err(|_| expired())?
@@ -559,6 +583,9 @@ impl Manager {
                 let reason = match &slot.state {
                     SlotState::Unavailable(r) => r.clone(),
                     SlotState::Unloaded { by_request: true } => "unloaded".into(),
+                    SlotState::Unloaded { by_request: false } => {
+                        "not loaded yet: loads on first request".into()
+                    }
                     _ => String::new(),
                 };
                 rows.push(IndexEntry {
@@ -685,6 +712,11 @@ fn order_inputs(
                 t.shape()
             )));
         }
+        if rows == 0 {
+            return Err(CoreError::BadRequest(
+                "dimension 0 (the batch) is 0: a request needs at least one row".into(),
+            ));
+        }
         rows
     } else {
         1
@@ -697,10 +729,15 @@ fn requested_outputs(
     specs: &[TensorSpec],
     wanted: Option<&[String]>,
 ) -> CoreResult<Option<Vec<String>>> {
-    let Some(wanted) = wanted else {
+    let Some(wanted) = wanted.filter(|w| !w.is_empty()) else {
         return Ok(None);
     };
-    for name in wanted {
+    for (i, name) in wanted.iter().enumerate() {
+        if wanted[..i].contains(name) {
+            return Err(CoreError::BadRequest(format!(
+                "output '{name}' is requested twice"
+            )));
+        }
         if !specs.iter().any(|s| &s.name == name) {
             return Err(CoreError::UnknownOutput {
                 model: model.into(),

@@ -43,9 +43,11 @@ pub enum SlotState {
 }
 
 impl SlotState {
+    /// Triton's state names (UNAVAILABLE covers "not in memory"; the index's
+    /// reason says why).
     pub fn name(&self) -> &'static str {
         match self {
-            SlotState::Unloaded { .. } => "UNLOADED",
+            SlotState::Unloaded { .. } => "UNAVAILABLE",
             SlotState::Loading { .. } => "LOADING",
             SlotState::Ready(_) => "READY",
             SlotState::Unloading => "UNLOADING",
@@ -316,7 +318,11 @@ mod tests {
             unreachable!()
         };
         let _request = held.clone();
-        assert_eq!(st.pick_evictions(20, budget), None);
+        assert_eq!(
+            st.pick_evictions(20, budget).unwrap(),
+            vec![("b".to_string(), 1)]
+        );
+        assert_eq!(st.pick_evictions(50, budget), None);
         assert_eq!(st.pick_evictions(200, budget), None);
     }
 

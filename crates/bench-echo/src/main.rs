@@ -1,0 +1,60 @@
+//! A bench-only V2 "server" with no model behind it: `POST /v2/models/{model}/infer`
+//! parses the body as JSON and answers a small fixed-shape V2 response built from it.
+//!
+//! It exists to measure the ceiling of HTTP + JSON on this machine with the same
+//! stack inferd uses (axum on tokio, serde_json): `scripts/bench-v2` runs it beside
+//! inferd so that inferd's throughput reads as a fraction of what the transport
+//! alone allows, which separates server overhead from model and batching costs.
+//! It is not part of inferd and serves nothing else.
+
+use axum::body::Bytes;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+const DEFAULT_PORT: u16 = 8099;
+
+/// The port from `--port N`, else `$PORT`, else 8099.
+fn port() -> Result<u16, String> {
+    let mut args = std::env::args().skip(1);
+    let raw = match (args.next().as_deref(), args.next(), args.next()) {
+        (None, _, _) => std::env::var("PORT").ok(),
+        (Some("--port"), Some(port), None) => Some(port),
+        _ => return Err("usage: bench-echo [--port N]  (or PORT=N)".into()),
+    };
+    raw.map_or(Ok(DEFAULT_PORT), |p| {
+        p.parse().map_err(|e| format!("bad port {p:?}: {e}"))
+    })
+}
+
+async fn infer(Path(model): Path<String>, body: Bytes) -> Response {
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            let error = json!({ "error": format!("invalid JSON: {e}") });
+            return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+        }
+    };
+    let mut response = json!({
+        "model_name": model,
+        "model_version": "1",
+        "outputs": [{ "name": "label", "datatype": "INT64", "shape": [1], "data": [0] }],
+    });
+    if let Some(id) = request.get("id") {
+        response["id"] = id.clone();
+    }
+    Json(response).into_response()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let port = port()?;
+    let app = Router::new().route("/v2/models/{model}/infer", post(infer));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    eprintln!("bench-echo listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}

@@ -1,1 +1,0 @@
-//! Face tests through `oneshot`: no socket, the real router and real models.

@@ -1,0 +1,324 @@
+//! What a user of each face does, answered as that face's clients expect.
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use inferd_core::ManagerConfig;
+use serde_json::{json, Value};
+
+use super::{app, app_for, get, iris_request, manager, models, post, send, temp_repo, write_model};
+use crate::Compat;
+
+#[tokio::test]
+async fn v2_server_and_model_metadata() {
+    let app = app().await;
+    let meta = get(&app, "/v2").await.json();
+    assert_eq!(meta["name"], "inferd");
+    assert!(meta["extensions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("binary_tensor_data")));
+    assert_eq!(
+        get(&app, "/v2/health/live").await.json(),
+        json!({"live": true})
+    );
+    assert_eq!(get(&app, "/v2/health/ready").await.status, StatusCode::OK);
+    let iris = get(&app, "/v2/models/iris").await.json();
+    assert_eq!(
+        iris["inputs"],
+        json!([{"name": "X", "datatype": "FP32", "shape": [-1, 4]}])
+    );
+    assert_eq!(iris["outputs"][1]["name"], "probabilities");
+    assert_eq!(
+        get(&app, "/v2/models/iris/versions/1/ready").await.json(),
+        json!({"name": "iris", "ready": true})
+    );
+    let config = get(&app, "/v2/models/digits/config").await.json();
+    assert_eq!(config["max_batch_size"], 64);
+    assert_eq!(config["input"][0]["dims"], json!([64]));
+    assert_eq!(config["input"][0]["data_type"], "TYPE_FP32");
+}
+
+#[tokio::test]
+async fn v2_infer_echoes_id_selects_outputs_and_reads_nested_data() {
+    let app = app().await;
+    let req = json!({
+        "id": "r-1",
+        "inputs": [{"name": "X", "shape": [2, 4], "datatype": "FP32", "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}],
+        "outputs": [{"name": "label"}]
+    });
+    let a = post(&app, "/v2/models/iris/infer", req).await.json();
+    assert_eq!(a["id"], "r-1");
+    assert_eq!(a["model_version"], "1");
+    assert_eq!(
+        a["outputs"],
+        json!([{"name": "label", "datatype": "INT64", "shape": [2], "data": [0, 2]}])
+    );
+    let sums = post(
+        &app,
+        "/v2/models/add_sub/infer",
+        json!({"inputs": [
+            {"name": "INPUT0", "shape": [16], "datatype": "INT32", "data": (0..16).collect::<Vec<i32>>()},
+            {"name": "INPUT1", "shape": [16], "datatype": "INT32", "data": vec![1; 16]}
+        ]}),
+    )
+    .await
+    .json();
+    assert_eq!(
+        sums["outputs"][0]["data"],
+        json!((1..17).collect::<Vec<i32>>())
+    );
+    assert_eq!(
+        sums["outputs"][1]["data"],
+        json!((-1..15).collect::<Vec<i32>>())
+    );
+}
+
+#[tokio::test]
+async fn v2_binary_tensors_round_trip_through_identity() {
+    let app = app().await;
+    let header = json!({
+        "inputs": [{"name": "INPUT0", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": 12}}],
+        "parameters": {"binary_data_output": true}
+    })
+    .to_string();
+    let mut body = header.clone().into_bytes();
+    for s in [&b"abc"[..], &[0xff]] {
+        body.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        body.extend_from_slice(s);
+    }
+    let len = header.len().to_string();
+    let a = send(
+        &app,
+        "POST",
+        "/v2/models/identity/infer",
+        &[("inference-header-content-length", &len)],
+        Body::from(body.clone()),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let json_len: usize = a.headers["inference-header-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let head: Value = serde_json::from_slice(&a.body[..json_len]).unwrap();
+    assert_eq!(head["outputs"][0]["parameters"]["binary_data_size"], 12);
+    assert_eq!(head["outputs"][0]["datatype"], "BYTES");
+    assert_eq!(
+        &a.body[json_len..],
+        &body[header.len()..],
+        "bytes, invalid UTF-8 included, come back unchanged"
+    );
+}
+
+#[tokio::test]
+async fn kserve_v1_rows_and_columns() {
+    let app = app().await;
+    let status = get(&app, "/v1/models/iris").await.json();
+    assert_eq!(
+        (status["name"].clone(), status["ready"].clone()),
+        (json!("iris"), json!(true))
+    );
+    let list = get(&app, "/v1/models").await.json();
+    assert!(list["models"].as_array().unwrap().contains(&json!("iris")));
+    assert_eq!(list["object"], "list");
+    let rows = post(
+        &app,
+        "/v1/models/iris:predict",
+        json!({"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}),
+    )
+    .await
+    .json();
+    assert_eq!(rows["predictions"][0]["label"], 0);
+    assert_eq!(rows["predictions"][1]["label"], 2);
+    let cols = post(
+        &app,
+        "/v1/models/iris/versions/1:predict",
+        json!({"inputs": {"X": [[6.7, 3.0, 5.2, 2.3]]}}),
+    )
+    .await
+    .json();
+    assert_eq!(cols["outputs"]["label"], json!([2]));
+}
+
+#[tokio::test]
+async fn pinferencia_default_and_kserve_flavours() {
+    let app = app().await;
+    assert_eq!(get(&app, "/v1/healthz").await.json(), json!(true));
+    assert_eq!(get(&app, "/v2/healthz").await.json(), json!(true));
+    assert_eq!(
+        get(&app, "/v1/models/iris/versions/default/ready")
+            .await
+            .json(),
+        json!(true)
+    );
+    let p = post(
+        &app,
+        "/v1/models/iris/predict",
+        json!({"id": "p", "data": [[5.1, 3.5, 1.4, 0.2]]}),
+    )
+    .await
+    .json();
+    assert_eq!(p["id"], "p");
+    assert_eq!(p["model_name"], "iris");
+    assert_eq!(p["model_version"], "1");
+    assert_eq!(p["data"][0]["label"], 0);
+    let per_row = post(
+        &app,
+        "/v1/models/add_sub/versions/1/predict",
+        json!({"data": [{"INPUT0": vec![2; 16], "INPUT1": vec![1; 16]}, {"INPUT0": vec![0; 16], "INPUT1": vec![5; 16]}]}),
+    )
+    .await
+    .json();
+    assert_eq!(per_row["data"][0]["OUTPUT0"], json!(vec![3; 16]));
+    assert_eq!(per_row["data"][1]["OUTPUT1"], json!(vec![-5; 16]));
+    let k = post(
+        &app,
+        "/v1/models/iris/infer",
+        json!({"instances": [[6.7, 3.0, 5.2, 2.3]]}),
+    )
+    .await
+    .json();
+    assert_eq!(k["predictions"][0]["label"], 2);
+    assert!(k.get("model_version").is_none());
+
+    let again = post(&app, "/v1/models/iris/load", json!({})).await;
+    assert_eq!(
+        (again.status, again.json()),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"detail": "Model already loaded."})
+        )
+    );
+    assert_eq!(
+        post(&app, "/v2/models/digits/unload", json!({}))
+            .await
+            .json(),
+        json!(true)
+    );
+    let twice = post(&app, "/v1/models/digits/unload", json!({})).await;
+    assert_eq!(twice.json(), json!({"detail": "Model is not loaded."}));
+    let refused = post(
+        &app,
+        "/v1/models/digits/predict",
+        json!({"data": [vec![0.0; 64]]}),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        refused.json()["detail"],
+        "Model is not loaded. Load the model first."
+    );
+    assert_eq!(
+        get(&app, "/v1/models/digits/ready").await.json(),
+        json!(false)
+    );
+    assert_eq!(
+        post(&app, "/v1/models/digits/versions/1/load", json!({}))
+            .await
+            .json(),
+        json!(true)
+    );
+    assert_eq!(
+        get(&app, "/v1/models/digits/ready").await.json(),
+        json!(true)
+    );
+}
+
+#[tokio::test]
+async fn compat_pinferencia_answers_arrays() {
+    let m = manager(&models(), ManagerConfig::default());
+    m.load_all().await;
+    let app = app_for(m, Compat::Pinferencia);
+    let list = get(&app, "/v1/models").await.json();
+    let iris = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "iris")
+        .unwrap();
+    assert_eq!(iris["versions"][0]["name"], "1");
+    let versions = get(&app, "/v1/models/iris").await.json();
+    assert_eq!(versions[0]["platform"], "onnx_onnxv1");
+}
+
+#[tokio::test]
+async fn repository_index_shows_broken_models_and_autocompletes_bare_onnx() {
+    let root = temp_repo("index");
+    write_model(&root, "broken", "max_batch_size = 'many'");
+    std::fs::create_dir_all(root.join("bare/3")).unwrap();
+    std::fs::copy(
+        models().join("iris/1/model.onnx"),
+        root.join("bare/3/model.onnx"),
+    )
+    .unwrap();
+    let m = manager(&root, ManagerConfig::default());
+    m.load_all().await;
+    let app = app_for(m, Compat::Kserve);
+    let index = post(&app, "/v2/repository/index", json!({})).await.json();
+    let broken = index
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "broken")
+        .unwrap();
+    assert_eq!(broken["state"], "UNAVAILABLE");
+    assert!(
+        broken["reason"]
+            .as_str()
+            .unwrap()
+            .contains("line 1 (`max_batch_size = 'many'`)"),
+        "{broken}"
+    );
+    let meta = get(&app, "/v2/models/bare").await.json();
+    assert_eq!(meta["versions"], json!(["3"]));
+    assert_eq!(meta["inputs"][0]["shape"], json!([-1, 4]));
+    let a = post(&app, "/v2/models/bare/infer", iris_request()).await;
+    assert_eq!(a.json()["outputs"][0]["data"], json!([0]));
+    let broken = post(&app, "/v2/models/broken/infer", iris_request()).await;
+    assert_eq!(broken.status, StatusCode::SERVICE_UNAVAILABLE);
+
+    // A new folder shows in the index and loads through the repository API.
+    write_model(&root, "later", "backend = 'builtin'\nkind = 'identity'\n[[input]]\nname='INPUT0'\ndatatype='ANY'\n[[output]]\nname='OUTPUT0'\ndatatype='ANY'");
+    let index = post(&app, "/v2/repository/index", json!({"ready": false}))
+        .await
+        .json();
+    assert!(
+        index
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "later"),
+        "{index}"
+    );
+    let load = post(&app, "/v2/repository/models/later/load", json!({})).await;
+    assert_eq!(load.json(), json!({"name": "later", "load": true}));
+    let unload = post(&app, "/v2/repository/models/later/unload", json!({})).await;
+    assert_eq!(unload.json(), json!({"name": "later", "unload": true}));
+    let ready = get(&app, "/v2/models/later/ready").await;
+    assert_eq!(
+        (ready.status, ready.json()["ready"].clone()),
+        (StatusCode::SERVICE_UNAVAILABLE, json!(false))
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[tokio::test]
+async fn statistics_count_requests_and_batches() {
+    let app = app().await;
+    for _ in 0..3 {
+        post(&app, "/v2/models/iris/infer", iris_request()).await;
+    }
+    let s = get(&app, "/v2/models/iris/stats").await.json();
+    let iris = &s["model_stats"][0];
+    assert_eq!(iris["name"], "iris");
+    assert_eq!(iris["inference_count"], 3);
+    assert_eq!(iris["inference_stats"]["success"]["count"], 3);
+    assert!(iris["last_inference"].as_u64().unwrap() > 0);
+    let all = get(&app, "/v2/models/stats").await.json();
+    assert_eq!(all["model_stats"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        get(&app, "/v2/models/nope/stats").await.status,
+        StatusCode::NOT_FOUND
+    );
+}

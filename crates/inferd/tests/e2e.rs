@@ -1,0 +1,216 @@
+//! End to end: the real binary on a real socket (port 0), driven by the clients
+//! people use (`tritonclient`, plain HTTP from Python) and by signals.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A running `inferd serve`; killed when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(models: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_inferd"))
+            .args(["serve", "--port", "0", "--models"])
+            .arg(models)
+            .args(extra)
+            .env("INFERD_LOG", "info")
+            .env_remove("PORT")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting inferd");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[inferd] {line}");
+                if let Some(addr) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("inferd did not report its address");
+        Server { child, addr }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection; returns status and body.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+#[test]
+fn python_clients_pass_against_the_default_models() {
+    let python = workspace().join(".venv/bin/python");
+    let has_clients = Command::new(&python)
+        .args(["-c", "import tritonclient.http, pytest, numpy, requests"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_clients {
+        eprintln!("SKIPPED: the Python clients are missing; run scripts/test (it installs them into .venv)");
+        return;
+    }
+    let server = Server::start(&workspace().join("models"), &[]);
+    let out = Command::new(&python)
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/python",
+        ])
+        .current_dir(workspace())
+        .env("INFERD_URL", server.url())
+        .output()
+        .expect("running pytest");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(
+        out.status.success(),
+        "the Python interop tests failed:\n{text}"
+    );
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests_then_exits_zero() {
+    let root = std::env::temp_dir().join(format!("inferd-e2e-term-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("slow")).unwrap();
+    std::fs::write(
+        root.join("slow/model.toml"),
+        "backend = 'builtin'\nkind = 'identity'\n[parameters]\ndelay_ms = 700\n\
+         [[input]]\nname = 'INPUT0'\ndatatype = 'FP32'\n[[output]]\nname = 'OUTPUT0'\ndatatype = 'FP32'\n",
+    )
+    .unwrap();
+    let mut server = Server::start(&root, &[]);
+    let addr = server.addr.clone();
+    let in_flight = std::thread::spawn(move || {
+        http(
+            &addr,
+            "POST",
+            "/v2/models/slow/infer",
+            r#"{"inputs":[{"name":"INPUT0","shape":[2],"datatype":"FP32","data":[1,2]}]}"#,
+        )
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let (status, body) = in_flight.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"data\":[1.0,2.0]"), "{body}");
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "inferd exited with {exit}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn help_explains_every_setting() {
+    let out = Command::new(env!("CARGO_BIN_EXE_inferd"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--models",
+        "--host",
+        "--port",
+        "--config",
+        "--compat",
+        "--max-loaded-models",
+        "--max-memory-bytes",
+        "--max-body-bytes",
+        "--max-elements",
+        "--default-timeout-ms",
+        "--load-at-startup",
+        "INFERD_MODELS",
+    ] {
+        assert!(
+            help.contains(flag),
+            "--help does not mention {flag}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn a_broken_config_file_stops_start_up_with_a_clear_message() {
+    let file = std::env::temp_dir().join(format!("inferd-e2e-config-{}.toml", std::process::id()));
+    std::fs::write(&file, "max_body_bytes = 'big'\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_inferd"))
+        .args(["serve", "--port", "0", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("max_body_bytes"), "{err}");
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn serves_on_a_socket_with_the_default_models() {
+    let server = Server::start(&workspace().join("models"), &["--compat", "pinferencia"]);
+    let (status, body) = http(&server.addr, "GET", "/v1/models", "");
+    assert_eq!(status, 200);
+    assert!(
+        body.starts_with('['),
+        "pinferencia compat answers an array: {body}"
+    );
+    let (status, body) = http(
+        &server.addr,
+        "POST",
+        "/v2/models/iris/infer",
+        r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[6.7,3.0,5.2,2.3]}]}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"data\":[2]"), "{body}");
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    s.write_all(b"garbage\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let (status, _) = http(&server.addr, "GET", "/v2/health/ready", "");
+    assert_eq!(status, 200, "still serving after a malformed request line");
+}

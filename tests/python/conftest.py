@@ -1,0 +1,71 @@
+"""Shared fixtures for the interop tests.
+
+These tests talk to an inferd server that is already running and serving the
+repository in ./models (iris, digits, add_sub, identity). Point them at it with
+INFERD_URL, for example:
+
+    inferd serve --models models --port 18123 &
+    INFERD_URL=http://127.0.0.1:18123 .venv/bin/python -m pytest tests/python
+
+Tests that unload a model load it again before they finish, so the server is
+left as it was found.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Two iris flowers whose classes are known: setosa (0) and virginica (2).
+IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+IRIS_LABELS = [0, 2]
+
+MODELS = ["add_sub", "digits", "identity", "iris"]
+
+
+@pytest.fixture(scope="session")
+def base_url():
+    """The running server's base URL, without a trailing slash."""
+    url = os.environ.get("INFERD_URL")
+    if not url:
+        pytest.skip(
+            "INFERD_URL is not set: start `inferd serve --models models` and set "
+            "INFERD_URL=http://HOST:PORT to run the interop tests"
+        )
+    url = url.rstrip("/")
+    try:
+        requests.get(f"{url}/v2/health/live", timeout=5)
+    except requests.RequestException as e:
+        pytest.fail(f"no inferd server answers at INFERD_URL={url}: {e}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def host_port(base_url):
+    """`host:port` of the server, the form tritonclient wants (no scheme)."""
+    return urlparse(base_url).netloc
+
+
+@pytest.fixture(scope="session")
+def http():
+    """One keep-alive HTTP session for the whole run."""
+    with requests.Session() as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def iris_rows():
+    return [list(r) for r in IRIS_ROWS]
+
+
+@pytest.fixture(scope="session")
+def digits_row():
+    """The 64 pixels of models/digits/sample.txt, an image of a 0."""
+    text = (REPO_ROOT / "models" / "digits" / "sample.txt").read_text()
+    row = [float(x) for x in text.split()]
+    assert len(row) == 64
+    return row
