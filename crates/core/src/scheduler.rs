@@ -56,6 +56,8 @@ pub struct QueueState {
     /// 0: no batching, one job per run.
     max_batch: usize,
     max_delay: Duration,
+    /// Rows of the last batch taken.
+    demand: usize,
     closed: bool,
 }
 
@@ -80,6 +82,7 @@ impl QueueState {
             max_queue,
             max_batch,
             max_delay,
+            demand: 0,
             closed: false,
         }
     }
@@ -136,8 +139,12 @@ impl QueueState {
     }
 
     /// Decides what a worker does now. A batch is the front job plus the jobs
-    /// right behind it that join it, up to `max_batch` rows; while it is not full
-    /// and the front job has waited less than `max_delay`, the worker waits.
+    /// right behind it that join it, up to `max_batch` rows. The worker waits
+    /// (at most until the front job has waited `max_delay`) only while the batch
+    /// holds fewer rows than the last one ran: the last batch is the estimate of
+    /// how many requests are in flight. Waiting for a full `max_batch` instead
+    /// would cost every request the whole delay whenever fewer clients than
+    /// `max_batch` are sending, which is the common case.
     pub fn next(&mut self, now: Instant) -> Next {
         self.prune(now);
         let Some(front) = self.jobs.front() else {
@@ -157,14 +164,17 @@ impl QueueState {
         }
         let blocked = count < self.jobs.len();
         let waited = now.saturating_duration_since(front.enqueued);
-        if rows < self.max_batch && !blocked && !self.closed && waited < self.max_delay {
+        let target = self.demand.clamp(1, self.max_batch);
+        if rows < target && !blocked && !self.closed && waited < self.max_delay {
             return Next::WaitFor(self.max_delay - waited);
         }
         Next::Run(count)
     }
 
     pub fn take(&mut self, count: usize) -> Vec<Job> {
-        self.jobs.drain(..count).collect()
+        let jobs: Vec<Job> = self.jobs.drain(..count).collect();
+        self.demand = jobs.iter().map(|j| j.rows).sum();
+        jobs
     }
 }
 
@@ -432,8 +442,30 @@ mod tests {
         assert_eq!(q.take(2).iter().map(|j| j.rows).sum::<usize>(), 3);
         assert_eq!(q.next(now), Next::Run(1));
         q.take(1);
-        // One job alone, not full: wait out the delay, then run.
+        // Only one request was in flight last time: the next one runs at once.
+        assert_eq!(q.next(now), Next::Run(1));
+    }
+
+    #[test]
+    fn a_batch_smaller_than_the_last_one_waits_at_most_the_delay() {
+        let now = Instant::now();
+        let mut q = QueueState::new("m", 10, 8, Duration::from_millis(5));
+        let mut keep = Vec::new();
+        for _ in 0..3 {
+            let (j, rx) = job(1, 4, now);
+            keep.push(rx);
+            q.push(j).unwrap();
+        }
+        assert_eq!(q.next(now), Next::Run(3));
+        q.take(3);
+        let (j, rx) = job(1, 4, now);
+        keep.push(rx);
+        q.push(j).unwrap();
         assert_eq!(q.next(now), Next::WaitFor(Duration::from_millis(5)));
+        assert_eq!(
+            q.next(now + Duration::from_millis(2)),
+            Next::WaitFor(Duration::from_millis(3))
+        );
         assert_eq!(q.next(now + Duration::from_millis(5)), Next::Run(1));
     }
 

@@ -322,3 +322,64 @@ async fn statistics_count_requests_and_batches() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn a_raw_binary_request_is_the_one_input_and_answers_binary() {
+    let app = app().await;
+    let rows: Vec<u8> = [5.1f32, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3]
+        .iter()
+        .flat_map(|f| f.to_le_bytes())
+        .collect();
+    let header = [("inference-header-content-length", "0")];
+    let a = send(
+        &app,
+        "POST",
+        "/v2/models/iris/infer",
+        &header,
+        Body::from(rows),
+    )
+    .await;
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+    let json_len: usize = a.headers["inference-header-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let head: Value = serde_json::from_slice(&a.body[..json_len]).unwrap();
+    assert_eq!(head["outputs"][0]["shape"], json!([2]));
+    let labels: Vec<i64> = a.body[json_len..json_len + 16]
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(labels, [0, 2]);
+    let uneven = send(
+        &app,
+        "POST",
+        "/v2/models/iris/infer",
+        &header,
+        Body::from(vec![0u8; 12]),
+    )
+    .await;
+    assert_eq!(uneven.status, StatusCode::BAD_REQUEST);
+    assert!(uneven.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("does not fit input 'X'"));
+    let two_inputs = send(
+        &app,
+        "POST",
+        "/v2/models/add_sub/infer",
+        &header,
+        Body::from(vec![0u8; 64]),
+    )
+    .await;
+    assert!(two_inputs.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("exactly one input"));
+}

@@ -2,7 +2,9 @@
 //! tensor extension both ways. With `Inference-Header-Content-Length: N` the
 //! first N bytes of the body are the JSON header and the rest the inputs that
 //! name a `binary_data_size`, in order; outputs asked for with `binary_data`
-//! (or `binary_data_output` for all) come back the same way.
+//! (or `binary_data_output` for all) come back the same way. A header of 0 is
+//! Triton's raw binary request: the whole body is the one input, and every
+//! output comes back binary.
 
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use inferd_core::codec::{tensor_from_json, tensor_from_raw, tensor_to_json, tensor_to_raw};
-use inferd_core::{CoreError, DataType, InferRequest};
+use inferd_core::{CoreError, DataType, InferRequest, ModelInfo, SpecType, Tensor, TensorData};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -79,10 +81,17 @@ fn bad(msg: impl Into<String>) -> V2Error {
     V2Error(StatusCode::BAD_REQUEST, msg.into())
 }
 
-/// Splits the body at the header length, if one is given.
-fn split_body(headers: &HeaderMap, bytes: &Bytes) -> Result<(Bytes, Bytes), V2Error> {
+/// A body split by `Inference-Header-Content-Length`.
+enum Split {
+    /// The JSON header and the binary data after it (empty without the header).
+    Parts(Bytes, Bytes),
+    /// A raw binary request (the header is 0): the body is the one input's bytes.
+    Raw(Bytes),
+}
+
+fn split_body(headers: &HeaderMap, bytes: &Bytes) -> Result<Split, V2Error> {
     let Some(value) = headers.get(HEADER_LENGTH) else {
-        return Ok((bytes.clone(), Bytes::new()));
+        return Ok(Split::Parts(bytes.clone(), Bytes::new()));
     };
     let n: usize = value
         .to_str()
@@ -90,9 +99,7 @@ fn split_body(headers: &HeaderMap, bytes: &Bytes) -> Result<(Bytes, Bytes), V2Er
         .and_then(|s| s.trim().parse().ok())
         .ok_or_else(|| bad("Inference-Header-Content-Length must be a non-negative integer"))?;
     if n == 0 {
-        return Err(bad(
-            "a raw binary request (Inference-Header-Content-Length: 0) is not supported; send a JSON header first",
-        ));
+        return Ok(Split::Raw(bytes.clone()));
     }
     if n > bytes.len() {
         return Err(bad(format!(
@@ -100,47 +107,63 @@ fn split_body(headers: &HeaderMap, bytes: &Bytes) -> Result<(Bytes, Bytes), V2Er
             bytes.len()
         )));
     }
-    Ok((bytes.slice(..n), bytes.slice(n..)))
+    Ok(Split::Parts(bytes.slice(..n), bytes.slice(n..)))
 }
 
-fn flag(params: &Map<String, Value>, key: &str) -> Result<Option<bool>, V2Error> {
-    match params.get(key) {
-        None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(bad(format!(
-            "parameter '{key}' must be true or false, got {other}"
-        ))),
+/// The one input of a raw binary request, as Triton reads it: the model has a
+/// single input of a known datatype whose shape has at most one variable
+/// dimension (sized from the body), or is BYTES of shape [1] (the body is the
+/// element).
+fn raw_input(info: &ModelInfo, raw: &[u8], max: usize) -> Result<Tensor, V2Error> {
+    let [spec] = info.inputs.as_slice() else {
+        return Err(bad(format!(
+            "a raw binary request needs a model with exactly one input; '{}' has {}",
+            info.name,
+            info.inputs.len()
+        )));
+    };
+    let SpecType::Is(datatype) = spec.datatype else {
+        return Err(bad(format!(
+            "a raw binary request needs the input's datatype; '{}' takes any",
+            info.name
+        )));
+    };
+    let Some(size) = datatype.size() else {
+        let element = Tensor::new(
+            spec.name.clone(),
+            vec![1],
+            TensorData::Bytes(vec![raw.to_vec()]),
+        )?;
+        return Ok(element);
+    };
+    let shape = spec.shape_or_any();
+    let fixed: i64 = shape.iter().filter(|&&d| d >= 0).product();
+    let variable = shape.iter().filter(|&&d| d < 0).count();
+    let elements = raw.len() / size;
+    let fits = raw.len().is_multiple_of(size)
+        && match variable {
+            0 => elements as i64 == fixed,
+            1 => fixed > 0 && elements as i64 % fixed == 0,
+            _ => false,
+        };
+    if !fits {
+        return Err(bad(format!(
+            "a raw binary request of {} bytes does not fit input '{}' ({} {:?}; at most one variable dimension)",
+            raw.len(),
+            spec.name,
+            datatype,
+            shape
+        )));
     }
+    let shape: Vec<i64> = shape
+        .iter()
+        .map(|&d| if d < 0 { elements as i64 / fixed } else { d })
+        .collect();
+    Ok(tensor_from_raw(&spec.name, datatype, &shape, raw, max)?)
 }
 
-fn refuse_unsupported(params: &Map<String, Value>, what: &str) -> Result<(), V2Error> {
-    for key in [
-        "shared_memory_region",
-        "shared_memory_offset",
-        "shared_memory_byte_size",
-        "classification",
-    ] {
-        if params.contains_key(key) {
-            return Err(bad(format!(
-                "{what}: parameter '{key}' is not supported by this server"
-            )));
-        }
-    }
-    Ok(())
-}
-
-async fn run(
-    State(state): State<AppState>,
-    model: String,
-    version: Option<u64>,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, V2Error> {
-    let bytes = body::bytes(body, state.max_body_bytes)?;
-    let (header, binary) = split_body(headers, &bytes)?;
-    let req: V2InferRequest = body::json(&header)?;
-    let max = state.manager.config().max_elements;
-
+/// Decodes the inputs of a JSON header, taking binary ones from `binary` in order.
+fn decode_inputs(req: &V2InferRequest, binary: &[u8], max: usize) -> Result<Vec<Tensor>, V2Error> {
     let mut offset = 0usize;
     let mut inputs = Vec::with_capacity(req.inputs.len());
     for input in &req.inputs {
@@ -189,6 +212,61 @@ async fn run(
             binary.len() - offset
         )));
     }
+    Ok(inputs)
+}
+
+fn flag(params: &Map<String, Value>, key: &str) -> Result<Option<bool>, V2Error> {
+    match params.get(key) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(bad(format!(
+            "parameter '{key}' must be true or false, got {other}"
+        ))),
+    }
+}
+
+fn refuse_unsupported(params: &Map<String, Value>, what: &str) -> Result<(), V2Error> {
+    for key in [
+        "shared_memory_region",
+        "shared_memory_offset",
+        "shared_memory_byte_size",
+        "classification",
+    ] {
+        if params.contains_key(key) {
+            return Err(bad(format!(
+                "{what}: parameter '{key}' is not supported by this server"
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn run(
+    State(state): State<AppState>,
+    model: String,
+    version: Option<u64>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, V2Error> {
+    let bytes = body::bytes(body, state.max_body_bytes)?;
+    let max = state.manager.config().max_elements;
+    let (req, inputs) = match split_body(headers, &bytes)? {
+        Split::Parts(header, binary) => {
+            let req: V2InferRequest = body::json(&header)?;
+            let inputs = decode_inputs(&req, &binary, max)?;
+            (req, inputs)
+        }
+        Split::Raw(raw) => {
+            let input = raw_input(&state.manager.info(&model, version)?, &raw, max)?;
+            let req = V2InferRequest {
+                id: None,
+                parameters: Map::from_iter([("binary_data_output".to_string(), Value::Bool(true))]),
+                inputs: Vec::new(),
+                outputs: None,
+            };
+            (req, vec![input])
+        }
+    };
 
     let all_binary = flag(&req.parameters, "binary_data_output")?.unwrap_or(false);
     let timeout = match req.parameters.get("timeout") {
