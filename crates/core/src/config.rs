@@ -72,6 +72,61 @@ impl TensorSpec {
     }
 }
 
+/// How an image is turned into a model input: decoded, converted to gray or
+/// RGB, resized, optionally inverted (dark ink on light paper → the bright ink
+/// models trained on scanned digits expect), scaled from 0..255 to 0..`scale`,
+/// and laid out flat or as NCHW / NHWC with a leading batch dimension.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    pub width: u32,
+    pub height: u32,
+    #[serde(default)]
+    pub channels: Channels,
+    #[serde(default)]
+    pub invert: bool,
+    #[serde(default = "one")]
+    pub scale: f32,
+    #[serde(default)]
+    pub layout: Layout,
+    /// The output holding the class scores (default: the first output).
+    pub output: Option<String>,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channels {
+    #[default]
+    Gray,
+    Rgb,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// `[N, height * width * channels]`.
+    #[default]
+    Flat,
+    Nchw,
+    Nhwc,
+}
+
+impl ImageSpec {
+    fn validate(&self) -> Result<(), String> {
+        if self.width == 0 || self.height == 0 || self.width > 4096 || self.height > 4096 {
+            return Err("model.toml: [image] width and height must be 1..=4096".into());
+        }
+        if !(self.scale.is_finite() && self.scale > 0.0) {
+            return Err("model.toml: [image] scale must be a positive number".into());
+        }
+        Ok(())
+    }
+}
+
 /// Which versions of a model are served (Triton's `version_policy`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VersionPolicy {
@@ -109,6 +164,10 @@ pub struct ModelConfig {
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
     pub labels: Option<String>,
+    /// The labels file's lines, read with the folder (index = class).
+    pub label_names: Vec<String>,
+    /// How images become this model's input, for the image-classification task.
+    pub image: Option<ImageSpec>,
     pub version_policy: VersionPolicy,
     /// Backend-specific keys (such as `kind` for builtin models), kept as text.
     pub parameters: BTreeMap<String, String>,
@@ -126,6 +185,8 @@ impl Default for ModelConfig {
             inputs: Vec::new(),
             outputs: Vec::new(),
             labels: None,
+            label_names: Vec::new(),
+            image: None,
             version_policy: VersionPolicy::Latest(1),
             parameters: BTreeMap::new(),
         }
@@ -145,6 +206,7 @@ struct RawConfig {
     instances: Option<usize>,
     labels: Option<String>,
     kind: Option<String>,
+    image: Option<ImageSpec>,
     #[serde(default)]
     input: Vec<RawSpec>,
     #[serde(default)]
@@ -196,6 +258,10 @@ impl ModelConfig {
             return Err("model.toml: instances must be at least 1".into());
         }
         config.labels = raw.labels;
+        if let Some(image) = &raw.image {
+            image.validate()?;
+        }
+        config.image = raw.image;
         config.inputs = raw.input.into_iter().map(spec).collect::<Result<_, _>>()?;
         config.outputs = raw.output.into_iter().map(spec).collect::<Result<_, _>>()?;
         config.version_policy = match raw.version_policy {

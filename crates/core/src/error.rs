@@ -9,6 +9,8 @@ use crate::tensor::DataType;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     InvalidInput,
+    /// The model (or engine) cannot do what was asked.
+    Unsupported,
     NotFound,
     Conflict,
     NotReady,
@@ -117,6 +119,21 @@ pub enum CoreError {
     Backend { model: String, reason: String },
     #[error("server is shutting down")]
     ShuttingDown,
+    #[error("image {index}: {reason}")]
+    BadImage { index: usize, reason: String },
+    #[error("image {index} is {width}x{height} pixels, more than the limit of {max}x{max}")]
+    ImageTooLarge {
+        index: usize,
+        width: u32,
+        height: u32,
+        max: u32,
+    },
+    #[error("model '{model}' cannot do {task}: {reason}")]
+    UnsupportedTask {
+        model: String,
+        task: String,
+        reason: String,
+    },
 }
 
 impl CoreError {
@@ -136,8 +153,10 @@ impl CoreError {
             | UnknownOutput { .. }
             | WrongDatatype { .. }
             | WrongShape { .. }
-            | BatchTooLarge { .. } => ErrorKind::InvalidInput,
-            TooManyElements { .. } => ErrorKind::TooLarge,
+            | BatchTooLarge { .. }
+            | BadImage { .. } => ErrorKind::InvalidInput,
+            UnsupportedTask { .. } => ErrorKind::Unsupported,
+            TooManyElements { .. } | ImageTooLarge { .. } => ErrorKind::TooLarge,
             ModelNotFound(_) | VersionNotFound { .. } => ErrorKind::NotFound,
             NotLoaded { .. } => ErrorKind::NotReady,
             BadState { .. } => ErrorKind::Conflict,

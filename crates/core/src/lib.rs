@@ -3,6 +3,7 @@
 //! batching). It knows nothing of HTTP, RPC or SQL; faces translate into it.
 
 pub mod backend;
+pub mod classify;
 pub mod codec;
 pub mod config;
 pub mod error;
@@ -15,5 +16,8 @@ pub mod tensor;
 pub use backend::{Backend, BackendError, LoadSpec, LoadedModel};
 pub use config::{ModelConfig, SpecType, TensorSpec};
 pub use error::{CoreError, CoreResult, ErrorKind};
-pub use manager::{InferRequest, InferResponse, Manager, ManagerConfig, ModelInfo, Outcome};
+pub use manager::{
+    InferRequest, InferResponse, Manager, ManagerConfig, ModelInfo, Outcome, IMAGE_CLASSIFICATION,
+    TENSORS,
+};
 pub use tensor::{DataType, Tensor, TensorData};

@@ -54,6 +54,12 @@ pub fn read_model(root: &Path, name: &str) -> RepoModel {
         if available.is_empty() {
             return Err("no version folders (expected <model>/<integer>/...)".to_string());
         }
+        let mut config = config;
+        if let Some(file) = &config.labels {
+            let text = fs::read_to_string(dir.join(file))
+                .map_err(|e| format!("labels file '{file}' cannot be read: {e}"))?;
+            config.label_names = text.lines().map(str::to_string).collect();
+        }
         versions = config.version_policy.select(&available);
         if versions.is_empty() {
             return Err(format!(

@@ -37,7 +37,7 @@ impl IntoResponse for V1Error {
 impl From<CoreError> for V1Error {
     fn from(e: CoreError) -> Self {
         let status = match e.kind() {
-            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+            ErrorKind::InvalidInput | ErrorKind::Unsupported => StatusCode::BAD_REQUEST,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,

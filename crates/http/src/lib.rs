@@ -7,7 +7,10 @@ mod body;
 mod kserve_v1;
 mod pinferencia;
 mod rows;
+mod unified;
 mod v2;
+
+use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{Method, StatusCode, Uri};
@@ -36,6 +39,19 @@ pub struct AppState {
     pub compat: Compat,
     /// Request bodies above this are refused with 413 in the face's format.
     pub max_body_bytes: usize,
+    /// The `/inference` face's request statistics.
+    recorder: Arc<unified::Recorder>,
+}
+
+impl AppState {
+    pub fn new(manager: Manager, compat: Compat, max_body_bytes: usize) -> AppState {
+        AppState {
+            manager,
+            compat,
+            max_body_bytes,
+            recorder: Arc::default(),
+        }
+    }
 }
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
@@ -50,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pinferencia::routes())
         .merge(kserve_v1::routes())
         .merge(v2::routes())
+        .merge(unified::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

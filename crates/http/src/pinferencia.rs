@@ -73,7 +73,9 @@ impl IntoResponse for Detail {
 impl From<CoreError> for Detail {
     fn from(e: CoreError) -> Self {
         let (status, message) = match e.kind() {
-            ErrorKind::InvalidInput => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+            ErrorKind::InvalidInput | ErrorKind::Unsupported => {
+                (StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
             ErrorKind::NotFound => (StatusCode::NOT_FOUND, format!("Model not found. {e}")),
             ErrorKind::NotReady => (
                 StatusCode::BAD_REQUEST,

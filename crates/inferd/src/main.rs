@@ -52,11 +52,11 @@ async fn main() -> anyhow::Result<()> {
     if settings.load_at_startup {
         manager.load_all().await;
     }
-    let app = inferd_http::router(AppState {
-        manager: manager.clone(),
-        compat: settings.compat,
-        max_body_bytes: settings.max_body_bytes,
-    });
+    let app = inferd_http::router(AppState::new(
+        manager.clone(),
+        settings.compat,
+        settings.max_body_bytes,
+    ));
     let addr = SocketAddr::new(settings.host, settings.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

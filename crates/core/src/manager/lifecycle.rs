@@ -115,6 +115,18 @@ impl Manager {
     /// Unloads a model (every version) or one version; in-flight requests finish
     /// first, new ones are refused until the model is loaded again.
     pub async fn unload(&self, name: &str, version: Option<u64>) -> CoreResult<Outcome> {
+        self.unload_as(name, version, true).await
+    }
+
+    /// Takes versions out of memory. `by_request`: a user unloaded them, so
+    /// requests are refused until a load; otherwise it is an eviction and the
+    /// next request loads them again.
+    pub(super) async fn unload_as(
+        &self,
+        name: &str,
+        version: Option<u64>,
+        by_request: bool,
+    ) -> CoreResult<Outcome> {
         let draining = {
             let mut st = self.lock();
             let v = st.resolve(name, version)?;
@@ -131,10 +143,17 @@ impl Manager {
                         draining.push((v, loaded));
                     }
                     SlotState::Loading { reserved } => slot.state = SlotState::Loading { reserved },
-                    SlotState::Unloaded { .. }
-                    | SlotState::Unavailable(_)
-                    | SlotState::Unloading => {
-                        slot.state = SlotState::Unloaded { by_request: true };
+                    SlotState::Unloading => {}
+                    SlotState::Unloaded { by_request: was } => {
+                        slot.state = SlotState::Unloaded {
+                            by_request: was || by_request,
+                        };
+                    }
+                    SlotState::Unavailable(reason) if !by_request => {
+                        slot.state = SlotState::Unavailable(reason)
+                    }
+                    SlotState::Unavailable(_) => {
+                        slot.state = SlotState::Unloaded { by_request: true }
                     }
                 }
             }
@@ -148,10 +167,16 @@ impl Manager {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             drop(loaded);
-            if let Some(slot) = self.lock().slot_mut(name, v) {
-                slot.state = SlotState::Unloaded { by_request: true };
+            let mut st = self.lock();
+            if !by_request {
+                st.counters.evictions += 1;
             }
-            tracing::info!(model = %name, version = v, "unloaded");
+            if let Some(slot) = st.slot_mut(name, v) {
+                slot.state = SlotState::Unloaded { by_request };
+            }
+            drop(st);
+            let what = if by_request { "unloaded" } else { "evicted" };
+            tracing::info!(model = %name, version = v, "{what}");
         }
         self.inner.changed.notify_waiters();
         Ok(Outcome::Done)
@@ -197,6 +222,7 @@ impl Manager {
             SlotState::Ready(l) => {
                 let l = l.clone();
                 slot.last_used = tick;
+                slot.last_access = Some(SystemTime::now());
                 slot.access_count += 1;
                 st.counters.hits += 1;
                 Ok(Step::Ready(l))
@@ -214,13 +240,13 @@ impl Manager {
             }
             SlotState::Unloaded { .. } => {
                 let needed = folder_bytes(&dir.join(v.to_string()));
-                let evict = st
-                    .pick_evictions(needed, self.inner.config.budget)
-                    .ok_or_else(|| CoreError::OutOfMemory {
-                        model: name.into(),
-                        needed,
-                        budget: self.inner.config.budget.max_memory_bytes,
-                    })?;
+                let evict =
+                    st.pick_evictions(needed, st.budget)
+                        .ok_or_else(|| CoreError::OutOfMemory {
+                            model: name.into(),
+                            needed,
+                            budget: st.budget.max_memory_bytes,
+                        })?;
                 st.counters.misses += 1;
                 let mut evicted = Vec::new();
                 for (ename, ev) in evict {
@@ -238,6 +264,7 @@ impl Manager {
                 let slot = st.slot_mut(name, v).expect("resolved version");
                 slot.state = SlotState::Loading { reserved: needed };
                 slot.last_used = tick;
+                slot.last_access = Some(SystemTime::now());
                 slot.access_count += 1;
                 Ok(Step::Load(LoadPlan {
                     name: name.into(),

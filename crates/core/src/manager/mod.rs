@@ -10,8 +10,10 @@
 //! those references to go, then frees the model, and eviction only takes versions
 //! nobody holds.
 
+mod cache;
 mod lifecycle;
 mod state;
+mod tasks;
 mod validate;
 
 use std::collections::HashMap;
@@ -21,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+pub use cache::{CacheEntry, Resized};
 pub use state::{Budget, CacheCounters, Loaded, ManagerState, SlotState};
+pub use tasks::{IMAGE_CLASSIFICATION, TENSORS};
 
 use validate::{order_inputs, requested_outputs};
 
@@ -116,6 +120,7 @@ impl Manager {
     /// Reads the repository (a missing folder is an empty repository, logged).
     pub fn new(root: &Path, backends: Vec<Arc<dyn Backend>>, config: ManagerConfig) -> Manager {
         let mut state = ManagerState::default();
+        state.budget = config.budget;
         match repository::scan(root) {
             Ok(models) => models.into_iter().for_each(|m| state.upsert(m)),
             Err(e) => tracing::warn!("cannot read model repository {}: {e}", root.display()),

@@ -58,7 +58,9 @@ impl SlotState {
 
 pub struct Slot {
     pub state: SlotState,
+    /// The LRU clock's tick at the last request.
     pub last_used: u64,
+    pub last_access: Option<SystemTime>,
     pub access_count: u64,
     pub stats: Arc<VersionStats>,
 }
@@ -68,6 +70,7 @@ impl Slot {
         Slot {
             state: SlotState::Unloaded { by_request: false },
             last_used: 0,
+            last_access: None,
             access_count: 0,
             stats: Arc::default(),
         }
@@ -102,6 +105,8 @@ pub struct Budget {
 pub struct ManagerState {
     pub models: BTreeMap<String, ModelEntry>,
     pub counters: CacheCounters,
+    /// The limits in force; the cache API changes them at run time.
+    pub budget: Budget,
     clock: u64,
 }
 
@@ -170,6 +175,23 @@ impl ManagerState {
     /// model of `needed` bytes fits the budget; `None` when it cannot fit even
     /// after evicting every idle model.
     pub fn pick_evictions(&self, needed: u64, budget: Budget) -> Option<Vec<(String, u64)>> {
+        let (chosen, fits) = self.plan_evictions(needed, 1, budget);
+        fits.then_some(chosen)
+    }
+
+    /// The idle versions to evict, least recently used first, so that the
+    /// models in memory fit `budget` (after shrinking it, say), and whether
+    /// they then fit: busy versions are never chosen.
+    pub fn shrink_to(&self, budget: Budget) -> (Vec<(String, u64)>, bool) {
+        self.plan_evictions(0, 0, budget)
+    }
+
+    fn plan_evictions(
+        &self,
+        needed: u64,
+        adding: usize,
+        budget: Budget,
+    ) -> (Vec<(String, u64)>, bool) {
         let mut count = 0usize;
         let mut used = 0u64;
         let mut idle = Vec::new();
@@ -193,18 +215,20 @@ impl ManagerState {
         }
         idle.sort();
         let over = |count: usize, used: u64| {
-            (budget.max_loaded_models > 0 && count + 1 > budget.max_loaded_models)
+            (budget.max_loaded_models > 0 && count + adding > budget.max_loaded_models)
                 || (budget.max_memory_bytes > 0 && used + needed > budget.max_memory_bytes)
         };
         let mut chosen = Vec::new();
         let mut idle = idle.into_iter();
         while over(count, used) {
-            let (_, name, v, memory) = idle.next()?;
+            let Some((_, name, v, memory)) = idle.next() else {
+                return (chosen, false);
+            };
             count -= 1;
             used -= memory;
             chosen.push((name, v));
         }
-        Some(chosen)
+        (chosen, true)
     }
 
     /// Memory held by loaded (and loading) versions.
@@ -324,6 +348,28 @@ mod tests {
         );
         assert_eq!(st.pick_evictions(50, budget), None);
         assert_eq!(st.pick_evictions(200, budget), None);
+    }
+
+    #[test]
+    fn shrinking_evicts_idle_models_oldest_first() {
+        let st = state_with(&[("a", 10, 3), ("b", 10, 1), ("c", 10, 2)]);
+        let one = Budget {
+            max_loaded_models: 1,
+            max_memory_bytes: 0,
+        };
+        let (chosen, fits) = st.shrink_to(one);
+        assert_eq!(chosen, vec![("b".to_string(), 1), ("c".to_string(), 1)]);
+        assert!(fits);
+        let SlotState::Ready(held) = &st.models["b"].versions[&1].state else {
+            unreachable!()
+        };
+        let _request = held.clone();
+        let (chosen, fits) = st.shrink_to(Budget {
+            max_loaded_models: 0,
+            max_memory_bytes: 5,
+        });
+        assert_eq!(chosen, vec![("c".to_string(), 1), ("a".to_string(), 1)]);
+        assert!(!fits, "b is busy, so the budget cannot be met yet");
     }
 
     #[test]

@@ -34,11 +34,7 @@ pub fn manager(root: &Path, config: ManagerConfig) -> Manager {
 }
 
 pub fn app_for(manager: Manager, compat: Compat) -> Router {
-    router(AppState {
-        manager,
-        compat,
-        max_body_bytes: 1 << 20,
-    })
+    router(AppState::new(manager, compat, 1 << 20))
 }
 
 /// The default models, all loaded, with a 1 MiB body limit.

@@ -77,7 +77,7 @@ impl IntoResponse for V2Error {
 impl From<CoreError> for V2Error {
     fn from(e: CoreError) -> Self {
         let status = match e.kind() {
-            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+            ErrorKind::InvalidInput | ErrorKind::Unsupported => StatusCode::BAD_REQUEST,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,

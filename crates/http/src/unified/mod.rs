@@ -1,0 +1,167 @@
+//! The unified `/inference` API (seed 004): one infer endpoint for every task,
+//! batch, preload, the model cache, health, tasks, stats and examples. Errors are
+//! `{"success": false, "error": {type, message, code, details}, "timestamp"}`
+//! with the document's codes.
+
+mod cache;
+mod info;
+mod request;
+mod run;
+mod stats;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use inferd_core::{CoreError, ErrorKind};
+use serde_json::{json, Value};
+
+pub use stats::Recorder;
+
+use crate::body::BodyError;
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/inference/infer", post(run::infer))
+        .route("/inference/infer_fixed", post(run::infer))
+        .route("/inference/infer_multimodal", post(run::infer_multimodal))
+        .route("/inference/batch", post(run::batch))
+        .route("/inference/models/preload", post(run::preload))
+        .route("/inference/health", get(info::health))
+        .route("/inference/supported-tasks", get(info::supported_tasks))
+        .route("/inference/stats", get(info::stats))
+        .route("/inference/examples", get(info::examples))
+        .route("/inference/clear-cache", post(cache::clear))
+        .route("/inference/cache/stats", get(cache::stats))
+        .route("/inference/cache/models", get(cache::models))
+        .route("/inference/cache/models/{key}", delete(cache::remove))
+        .route("/inference/cache/config", put(cache::config))
+}
+
+/// Seconds since the epoch, as the document's `timestamp` fields carry them.
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// An error in the document's envelope.
+#[derive(Debug, Clone)]
+pub struct UnifiedError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub kind: &'static str,
+    pub message: String,
+    pub hint: Option<&'static str>,
+}
+
+impl UnifiedError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        UnifiedError {
+            status: StatusCode::BAD_REQUEST,
+            code: "INVALID_INPUT",
+            kind: "ValueError",
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        UnifiedError {
+            status: StatusCode::BAD_REQUEST,
+            code: "UNSUPPORTED_TASK",
+            kind: "UnsupportedTaskError",
+            message: message.into(),
+            hint: Some(
+                "check the task and engine; GET /inference/supported-tasks lists what works",
+            ),
+        }
+    }
+
+    /// The `error` object (also used per item in batch answers).
+    pub fn body(&self) -> Value {
+        let mut details = json!({ "status": self.status.as_u16() });
+        if let Some(hint) = self.hint {
+            details["hint"] = Value::String(hint.into());
+        }
+        json!({ "type": self.kind, "message": self.message, "code": self.code, "details": details })
+    }
+}
+
+impl IntoResponse for UnifiedError {
+    fn into_response(self) -> Response {
+        let body = json!({ "success": false, "error": self.body(), "timestamp": now() });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<CoreError> for UnifiedError {
+    fn from(e: CoreError) -> Self {
+        let (status, code, kind, hint) = match e.kind() {
+            ErrorKind::InvalidInput => {
+                (StatusCode::BAD_REQUEST, "INVALID_INPUT", "ValueError", None)
+            }
+            ErrorKind::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "INVALID_INPUT",
+                "ValueError",
+                None,
+            ),
+            ErrorKind::Unsupported => (
+                StatusCode::BAD_REQUEST,
+                "UNSUPPORTED_TASK",
+                "UnsupportedTaskError",
+                Some("check the task and engine; GET /inference/supported-tasks lists what works"),
+            ),
+            ErrorKind::NotFound => (
+                StatusCode::NOT_FOUND,
+                "MODEL_NOT_FOUND",
+                "ModelNotFoundError",
+                Some("GET /inference/supported-tasks lists the models present"),
+            ),
+            ErrorKind::Overloaded => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "RESOURCE_EXHAUSTED",
+                "ResourceExhaustedError",
+                None,
+            ),
+            ErrorKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, "TIMEOUT", "TimeoutError", None),
+            ErrorKind::NotReady | ErrorKind::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "INFERENCE_FAILED",
+                "ModelUnavailableError",
+                Some("load the model (POST /inference/models/preload) and retry"),
+            ),
+            ErrorKind::Conflict => (StatusCode::CONFLICT, "INVALID_INPUT", "ConflictError", None),
+            ErrorKind::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INFERENCE_FAILED",
+                "InferenceError",
+                None,
+            ),
+        };
+        UnifiedError {
+            status,
+            code,
+            kind,
+            message: e.to_string(),
+            hint,
+        }
+    }
+}
+
+impl From<BodyError> for UnifiedError {
+    fn from(e: BodyError) -> Self {
+        UnifiedError {
+            status: e.status,
+            code: "INVALID_INPUT",
+            kind: "ValueError",
+            message: e.message,
+            hint: None,
+        }
+    }
+}

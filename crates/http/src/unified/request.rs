@@ -1,0 +1,265 @@
+//! One unified request: `{task, engine, model_name, data, options}`, checked
+//! against what the named model can do, then run through the core.
+
+use std::time::Duration;
+
+use inferd_core::codec::{tensor_from_json, tensor_to_json};
+use inferd_core::{DataType, InferRequest, ModelInfo, IMAGE_CLASSIFICATION, TENSORS};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::UnifiedError;
+use crate::{rows, AppState};
+
+/// Engines a request may name. `transformers` means "the local backend for
+/// this task", as seed 004's clients use it.
+pub const ENGINES: [&str; 8] = [
+    "transformers",
+    "onnx",
+    "builtin",
+    "llama.cpp",
+    "candle",
+    "tgi",
+    "openai",
+    "ollama",
+];
+
+/// Tasks by their Hugging Face pipeline names; the ones without a backend in
+/// this build are known but answered as unsupported.
+pub const KNOWN_TASKS: [&str; 4] = [
+    TENSORS,
+    IMAGE_CLASSIFICATION,
+    "feature-extraction",
+    "text-generation",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnifiedRequest {
+    pub task: String,
+    #[serde(default = "default_engine")]
+    pub engine: String,
+    pub model_name: String,
+    pub data: Option<Value>,
+    #[serde(default)]
+    pub options: Map<String, Value>,
+}
+
+fn default_engine() -> String {
+    "transformers".into()
+}
+
+/// A request whose task, engine and model fit together.
+pub struct Checked {
+    pub req: UnifiedRequest,
+    pub task: &'static str,
+    pub info: ModelInfo,
+}
+
+fn task_name(task: &str) -> Option<&'static str> {
+    match task {
+        "tensors" | "tensor" => Some(TENSORS),
+        "image-classification" | "classify" => Some(IMAGE_CLASSIFICATION),
+        "feature-extraction" | "embeddings" | "embedding" => Some("feature-extraction"),
+        "text-generation" | "generate" => Some("text-generation"),
+        _ => None,
+    }
+}
+
+/// Checks task, engine and model (cheap, no inference).
+pub fn check(state: &AppState, req: UnifiedRequest) -> Result<Checked, UnifiedError> {
+    let task = task_name(&req.task).ok_or_else(|| {
+        UnifiedError::unsupported(format!(
+            "unknown task '{}'; known tasks are {KNOWN_TASKS:?}",
+            req.task
+        ))
+    })?;
+    if !ENGINES.contains(&req.engine.as_str()) {
+        return Err(UnifiedError::unsupported(format!(
+            "unknown engine '{}'; engines are {ENGINES:?}",
+            req.engine
+        )));
+    }
+    let name = state.manager.name_of_key(&req.model_name)?;
+    let info = state.manager.info(&name, None)?;
+    if req.engine != "transformers" && req.engine != info.config.backend {
+        return Err(UnifiedError::unsupported(format!(
+            "engine '{}' cannot run model '{}': it runs on '{}'",
+            req.engine, name, info.config.backend
+        )));
+    }
+    if !info.tasks().contains(&task) {
+        return Err(UnifiedError::unsupported(format!(
+            "model '{name}' cannot do {task}; it can do {:?}",
+            info.tasks()
+        )));
+    }
+    Ok(Checked {
+        req: UnifiedRequest {
+            model_name: name,
+            ..req
+        },
+        task,
+        info,
+    })
+}
+
+fn timeout(options: &Map<String, Value>) -> Result<Option<Duration>, UnifiedError> {
+    match options.get("timeout") {
+        None => Ok(None),
+        Some(v) => v
+            .as_f64()
+            .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+            .map(|s| Some(Duration::from_secs_f64(s)))
+            .ok_or_else(|| {
+                UnifiedError::invalid("options.timeout must be a number of seconds in (0, 3600]")
+            }),
+    }
+}
+
+/// Runs a checked request; the value is the document's `result`.
+pub async fn execute(state: &AppState, c: &Checked) -> Result<Value, UnifiedError> {
+    let data = c
+        .req
+        .data
+        .as_ref()
+        .ok_or_else(|| UnifiedError::invalid("'data' is missing"))?;
+    let timeout = timeout(&c.req.options)?;
+    match c.task {
+        TENSORS => tensors(state, c, data, timeout).await,
+        IMAGE_CLASSIFICATION => classify(state, c, data, timeout).await,
+        other => Err(UnifiedError::unsupported(format!(
+            "no model in this build can do {other}"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+struct TensorIn {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    data: Value,
+}
+
+/// `tensors`: `{"inputs": [V2 tensors]}` → `{"outputs": [...]}`, or rows
+/// (`[...]` or `{"instances": [...]}`) → `{"predictions": [...]}`.
+async fn tensors(
+    state: &AppState,
+    c: &Checked,
+    data: &Value,
+    timeout: Option<Duration>,
+) -> Result<Value, UnifiedError> {
+    let max = state.manager.config().max_elements;
+    let model = &c.req.model_name;
+    if let Some(inputs) = data.get("inputs") {
+        let inputs: Vec<TensorIn> = serde_json::from_value(inputs.clone()).map_err(|e| {
+            UnifiedError::invalid(format!(
+                "data.inputs must be a list of {{name, shape, datatype, data}}: {e}"
+            ))
+        })?;
+        let tensors = inputs
+            .iter()
+            .map(|t| {
+                tensor_from_json(
+                    &t.name,
+                    DataType::parse(&t.datatype)?,
+                    &t.shape,
+                    &t.data,
+                    max,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let res = state
+            .manager
+            .infer(InferRequest {
+                model: model.clone(),
+                version: None,
+                inputs: tensors,
+                outputs: None,
+                timeout,
+            })
+            .await?;
+        let outputs: Vec<Value> = res
+            .outputs
+            .iter()
+            .map(|t| json!({"name": t.name, "datatype": t.datatype().as_str(), "shape": t.shape(), "data": tensor_to_json(t)}))
+            .collect();
+        return Ok(json!({ "outputs": outputs }));
+    }
+    let rows_value = data.get("instances").unwrap_or(data);
+    let Some(list) = rows_value.as_array() else {
+        return Err(UnifiedError::invalid(
+            "tensors data must be {\"inputs\": [tensors]}, {\"instances\": [rows]} or a list of rows",
+        ));
+    };
+    let plan = rows::from_instances(&c.info, list, max)?;
+    let answer = rows::run(&state.manager, model, None, plan).await?;
+    Ok(json!({ "predictions": answer.predictions() }))
+}
+
+/// Accepts plain base64 or a `data:` URL.
+fn decode_base64(index: usize, text: &str) -> Result<Vec<u8>, UnifiedError> {
+    use base64::Engine;
+    let payload = match text.strip_prefix("data:") {
+        Some(url) => url.split_once(',').map(|(_, b)| b).unwrap_or(""),
+        None => text,
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(payload.trim())
+        .map_err(|e| UnifiedError::invalid(format!("image {index} is not valid base64: {e}")))
+}
+
+/// `image-classification`: `{"image": b64}` or `{"images": [b64, ...]}`, options
+/// `top_k` (default 5) → `{"predictions": [{class, confidence}]}` (a list per
+/// image when several are given).
+async fn classify(
+    state: &AppState,
+    c: &Checked,
+    data: &Value,
+    timeout: Option<Duration>,
+) -> Result<Value, UnifiedError> {
+    let k = match c.req.options.get("top_k") {
+        None => 5,
+        Some(v) => v
+            .as_u64()
+            .filter(|k| (1..=1000).contains(k))
+            .ok_or_else(|| {
+                UnifiedError::invalid("options.top_k must be an integer from 1 to 1000")
+            })? as usize,
+    };
+    let (texts, single): (Vec<&Value>, bool) = match (data.get("image"), data.get("images")) {
+        (Some(one), None) => (vec![one], true),
+        (None, Some(Value::Array(many))) => (many.iter().collect(), false),
+        _ => {
+            return Err(UnifiedError::invalid(
+                "image-classification data must be {\"image\": <base64>} or {\"images\": [<base64>, ...]}",
+            ))
+        }
+    };
+    let images = texts
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let text = v.as_str().ok_or_else(|| {
+                UnifiedError::invalid(format!("image {i} must be a base64 string"))
+            })?;
+            decode_base64(i, text)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (_, labels) = state
+        .manager
+        .classify(&c.req.model_name, None, images, k, timeout)
+        .await?;
+    let render = |ranked: &Vec<inferd_core::classify::Label>| -> Value {
+        ranked
+            .iter()
+            .map(|l| json!({"class": l.class, "confidence": l.confidence}))
+            .collect()
+    };
+    Ok(if single {
+        json!({ "predictions": render(&labels[0]) })
+    } else {
+        json!({ "predictions": labels.iter().map(render).collect::<Vec<_>>() })
+    })
+}
