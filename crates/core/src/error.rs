@@ -107,12 +107,8 @@ pub enum CoreError {
     },
     #[error("model '{model}' is overloaded: its queue holds {max} requests; retry later")]
     QueueFull { model: String, max: usize },
-    #[error("model '{model}' cannot be loaded: {needed} bytes would exceed the memory budget of {budget} bytes even after evicting idle models")]
-    OutOfMemory {
-        model: String,
-        needed: u64,
-        budget: u64,
-    },
+    #[error("model '{model}' cannot be loaded now: the model cache is full ({limits}) and every model in it is busy; retry later or raise the limits")]
+    CacheFull { model: String, limits: String },
     #[error("request to model '{model}' passed its deadline of {deadline:?} before it finished")]
     DeadlineExceeded { model: String, deadline: Duration },
     #[error("model '{model}' failed: {reason}")]
@@ -127,6 +123,13 @@ pub enum CoreError {
         width: u32,
         height: u32,
         max: u32,
+    },
+    #[error("'{key}' names engine '{engine}', but model '{model}' runs on '{backend}'")]
+    WrongEngine {
+        key: String,
+        engine: String,
+        model: String,
+        backend: String,
     },
     #[error("model '{model}' cannot do {task}: {reason}")]
     UnsupportedTask {
@@ -157,10 +160,10 @@ impl CoreError {
             | BadImage { .. } => ErrorKind::InvalidInput,
             UnsupportedTask { .. } => ErrorKind::Unsupported,
             TooManyElements { .. } | ImageTooLarge { .. } => ErrorKind::TooLarge,
-            ModelNotFound(_) | VersionNotFound { .. } => ErrorKind::NotFound,
+            ModelNotFound(_) | VersionNotFound { .. } | WrongEngine { .. } => ErrorKind::NotFound,
             NotLoaded { .. } => ErrorKind::NotReady,
             BadState { .. } => ErrorKind::Conflict,
-            QueueFull { .. } | OutOfMemory { .. } => ErrorKind::Overloaded,
+            QueueFull { .. } | CacheFull { .. } => ErrorKind::Overloaded,
             ModelUnavailable { .. } | ShuttingDown => ErrorKind::Unavailable,
             DeadlineExceeded { .. } => ErrorKind::Timeout,
             Backend { .. } => ErrorKind::Internal,

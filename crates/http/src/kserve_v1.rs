@@ -150,7 +150,7 @@ async fn run(
         }
         let bytes = body::bytes(body, state.max_body_bytes)?;
         let req: PredictRequest = body::json(&bytes)?;
-        let info = state.manager.info(model, version)?;
+        let info = state.manager.info_loaded(model, version).await?;
         let max = state.manager.config().max_elements;
         let (plan, columnar) = match (&req.instances, &req.inputs) {
             (Some(rows), None) => (rows::from_instances(&info, rows, max)?, false),

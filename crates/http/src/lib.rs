@@ -10,6 +10,8 @@ mod rows;
 mod unified;
 mod v2;
 
+pub use unified::{start_jobs, JobConfig};
+
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -41,6 +43,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The `/inference` face's request statistics.
     recorder: Arc<unified::Recorder>,
+    /// Async jobs; `None` until `start_jobs` gives the server a store.
+    jobs: Option<Arc<unified::JobQueue>>,
 }
 
 impl AppState {
@@ -50,6 +54,7 @@ impl AppState {
             compat,
             max_body_bytes,
             recorder: Arc::default(),
+            jobs: None,
         }
     }
 }

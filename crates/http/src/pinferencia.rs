@@ -266,7 +266,7 @@ async fn predict_with(
 ) -> Result<Value, Detail> {
     let bytes = body::bytes(body, state.max_body_bytes)?;
     let req: PredictRequest = body::json(&bytes)?;
-    let info = state.manager.info(&model, v)?;
+    let info = state.manager.info_loaded(&model, v).await?;
     let max = state.manager.config().max_elements;
     let plan = match &req.data {
         Value::Array(rows) => rows::from_instances(&info, rows, max)?,
@@ -301,7 +301,7 @@ async fn infer_with(
 ) -> Result<Value, Detail> {
     let bytes = body::bytes(body, state.max_body_bytes)?;
     let req: InferRequest = body::json(&bytes)?;
-    let info = state.manager.info(&model, v)?;
+    let info = state.manager.info_loaded(&model, v).await?;
     let plan = rows::from_instances(&info, &req.instances, state.manager.config().max_elements)?;
     let answer = rows::run(&state.manager, &model, v, plan).await?;
     let mut out = json!({ "model_name": model, "predictions": answer.predictions() });

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use inferd_core::manager::Budget;
 use inferd_core::ManagerConfig;
-use inferd_http::Compat;
+use inferd_http::{Compat, JobConfig};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -58,6 +58,18 @@ pub struct ServeArgs {
     /// Load every model at start (default true); otherwise each loads on first use.
     #[arg(long, env = "INFERD_LOAD_AT_STARTUP")]
     pub load_at_startup: Option<bool>,
+    /// Where state that must survive a restart lives (SQLite; default ./data).
+    #[arg(long, env = "INFERD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Tasks running async jobs (default 2).
+    #[arg(long, env = "INFERD_JOB_WORKERS")]
+    pub job_workers: Option<usize>,
+    /// Most async jobs waiting at once; more get 429 (default 1000).
+    #[arg(long, env = "INFERD_MAX_PENDING_JOBS")]
+    pub max_pending_jobs: Option<usize>,
+    /// Seconds a finished async job's result is kept (default 86400).
+    #[arg(long, env = "INFERD_JOB_RETENTION_S")]
+    pub job_retention_s: Option<u64>,
 }
 
 /// The config file's keys: the same names as the flags.
@@ -74,6 +86,10 @@ struct FileConfig {
     max_elements: Option<usize>,
     default_timeout_ms: Option<u64>,
     load_at_startup: Option<bool>,
+    data_dir: Option<PathBuf>,
+    job_workers: Option<usize>,
+    max_pending_jobs: Option<usize>,
+    job_retention_s: Option<u64>,
 }
 
 /// Settings after layering, validated.
@@ -86,6 +102,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub load_at_startup: bool,
     pub manager: ManagerConfig,
+    pub data_dir: PathBuf,
+    pub jobs: JobConfig,
 }
 
 impl ServeArgs {
@@ -149,6 +167,24 @@ impl ServeArgs {
                 },
                 max_elements,
                 default_timeout: Duration::from_millis(timeout_ms),
+            },
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./data")),
+            jobs: JobConfig {
+                workers: self.job_workers.or(file.job_workers).unwrap_or(2).max(1),
+                max_pending: self
+                    .max_pending_jobs
+                    .or(file.max_pending_jobs)
+                    .unwrap_or(1000)
+                    .max(1),
+                retention: Duration::from_secs(
+                    self.job_retention_s
+                        .or(file.job_retention_s)
+                        .unwrap_or(86_400),
+                ),
+                ..JobConfig::default()
             },
         })
     }

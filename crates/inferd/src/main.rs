@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use inferd_core::{Backend, Manager};
 use inferd_http::AppState;
+use inferd_store::Store;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -52,11 +53,11 @@ async fn main() -> anyhow::Result<()> {
     if settings.load_at_startup {
         manager.load_all().await;
     }
-    let app = inferd_http::router(AppState::new(
-        manager.clone(),
-        settings.compat,
-        settings.max_body_bytes,
-    ));
+    let store = Store::open(&settings.data_dir)
+        .with_context(|| format!("opening the data directory {}", settings.data_dir.display()))?;
+    let state = AppState::new(manager.clone(), settings.compat, settings.max_body_bytes);
+    let state = inferd_http::start_jobs(state, store, settings.jobs).await?;
+    let app = inferd_http::router(state);
     let addr = SocketAddr::new(settings.host, settings.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -8,6 +8,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// A fresh folder under the temp dir, unique to this test process and tag.
+fn temp_dir(tag: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("inferd-e2e-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -20,9 +30,16 @@ struct Server {
 
 impl Server {
     fn start(models: &Path, extra: &[&str]) -> Server {
+        let data = temp_dir("data");
+        Server::start_with_data(models, &data, extra)
+    }
+
+    fn start_with_data(models: &Path, data: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_inferd"))
             .args(["serve", "--port", "0", "--models"])
             .arg(models)
+            .arg("--data-dir")
+            .arg(data)
             .args(extra)
             .env("INFERD_LOG", "info")
             .env_remove("PORT")
@@ -113,15 +130,7 @@ fn python_clients_pass_against_the_default_models() {
 
 #[test]
 fn sigterm_finishes_in_flight_requests_then_exits_zero() {
-    let root = std::env::temp_dir().join(format!("inferd-e2e-term-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(root.join("slow")).unwrap();
-    std::fs::write(
-        root.join("slow/model.toml"),
-        "backend = 'builtin'\nkind = 'identity'\n[parameters]\ndelay_ms = 700\n\
-         [[input]]\nname = 'INPUT0'\ndatatype = 'FP32'\n[[output]]\nname = 'OUTPUT0'\ndatatype = 'FP32'\n",
-    )
-    .unwrap();
+    let root = slow_repo(700);
     let mut server = Server::start(&root, &[]);
     let addr = server.addr.clone();
     let in_flight = std::thread::spawn(move || {
@@ -144,7 +153,76 @@ fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     assert!(body.contains("\"data\":[1.0,2.0]"), "{body}");
     let exit = server.child.wait().unwrap();
     assert!(exit.success(), "inferd exited with {exit}");
-    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A repository with one builtin model that sleeps `delay_ms` per request.
+fn slow_repo(delay_ms: u64) -> PathBuf {
+    let root = temp_dir("slow");
+    std::fs::create_dir_all(root.join("slow")).unwrap();
+    std::fs::write(
+        root.join("slow/model.toml"),
+        format!(
+            "backend = 'builtin'\nkind = 'identity'\n[parameters]\ndelay_ms = {delay_ms}\n\
+             [[input]]\nname = 'INPUT0'\ndatatype = 'FP32'\n[[output]]\nname = 'OUTPUT0'\ndatatype = 'FP32'\n"
+        ),
+    )
+    .unwrap();
+    root
+}
+
+fn json_field(body: &str, key: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    v[key].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn accepted_async_jobs_survive_kill_9_and_all_finish_after_a_restart() {
+    let models = slow_repo(20);
+    let data = temp_dir("jobs");
+    let mut first = Server::start_with_data(&models, &data, &["--job-workers", "2"]);
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        let body = format!(
+            r#"{{"task":"tensors","model_name":"slow","data":{{"inputs":[{{"name":"INPUT0","shape":[1],"datatype":"FP32","data":[{i}]}}]}}}}"#
+        );
+        let (status, answer) = http(&first.addr, "POST", "/inference/async", &body);
+        assert_eq!(status, 202, "{answer}");
+        ids.push((i, json_field(&answer, "job_id")));
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+
+    let second = Server::start_with_data(&models, &data, &["--job-workers", "2"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut pending = ids.clone();
+    while !pending.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} jobs never finished",
+            pending.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        pending.retain(|(i, id)| {
+            let (status, body) = http(&second.addr, "GET", &format!("/inference/async/{id}"), "");
+            assert_eq!(status, 200, "job {id} is missing after the restart: {body}");
+            match json_field(&body, "status").as_str() {
+                "succeeded" => {
+                    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    assert_eq!(
+                        v["result"]["outputs"][0]["data"][0], *i as f64,
+                        "job {i} got another job's answer"
+                    );
+                    false
+                }
+                "failed" => {
+                    assert!(body.contains("message"), "a failed job says why: {body}");
+                    false
+                }
+                _ => true,
+            }
+        });
+    }
 }
 
 #[test]
@@ -166,6 +244,10 @@ fn help_explains_every_setting() {
         "--max-elements",
         "--default-timeout-ms",
         "--load-at-startup",
+        "--data-dir",
+        "--job-workers",
+        "--max-pending-jobs",
+        "--job-retention-s",
         "INFERD_MODELS",
     ] {
         assert!(

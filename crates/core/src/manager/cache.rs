@@ -123,10 +123,12 @@ impl Manager {
             .ok_or_else(|| CoreError::ModelNotFound(key.into()))?;
         if let (Some(b), Ok(config)) = (backend, &entry.config) {
             if config.backend != b {
-                return Err(CoreError::ModelNotFound(format!(
-                    "{key} (model '{name}' runs on '{}')",
-                    config.backend
-                )));
+                return Err(CoreError::WrongEngine {
+                    key: key.into(),
+                    engine: b.into(),
+                    model: name.into(),
+                    backend: config.backend.clone(),
+                });
             }
         }
         Ok(name.to_string())

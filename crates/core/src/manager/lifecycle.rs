@@ -240,13 +240,23 @@ impl Manager {
             }
             SlotState::Unloaded { .. } => {
                 let needed = folder_bytes(&dir.join(v.to_string()));
-                let evict =
-                    st.pick_evictions(needed, st.budget)
-                        .ok_or_else(|| CoreError::OutOfMemory {
-                            model: name.into(),
-                            needed,
-                            budget: st.budget.max_memory_bytes,
-                        })?;
+                let evict = st.pick_evictions(needed, st.budget).ok_or_else(|| {
+                    let b = st.budget;
+                    let mut limits = Vec::new();
+                    if b.max_loaded_models > 0 {
+                        limits.push(format!("max_loaded_models {}", b.max_loaded_models));
+                    }
+                    if b.max_memory_bytes > 0 {
+                        limits.push(format!(
+                            "memory budget {} bytes, this model needs about {needed}",
+                            b.max_memory_bytes
+                        ));
+                    }
+                    CoreError::CacheFull {
+                        model: name.into(),
+                        limits: limits.join("; "),
+                    }
+                })?;
                 st.counters.misses += 1;
                 let mut evicted = Vec::new();
                 for (ename, ev) in evict {
@@ -348,7 +358,10 @@ impl Manager {
             };
             if let Some(slot) = st.slot_mut(&plan.name, plan.version) {
                 slot.state = match &outcome {
-                    Ok(l) => SlotState::Ready(l.clone()),
+                    Ok(l) => {
+                        slot.specs = Some((l.model.inputs().to_vec(), l.model.outputs().to_vec()));
+                        SlotState::Ready(l.clone())
+                    }
                     Err(reason) => SlotState::Unavailable(reason.clone()),
                 };
             }

@@ -220,9 +220,13 @@ impl Manager {
         let v = st.resolve(name, version)?;
         let entry = &st.models[name];
         let config = entry.config.clone().expect("resolve checked the config");
-        let (inputs, outputs, ready) = match &entry.versions[&v].state {
-            SlotState::Ready(l) => (l.model.inputs().to_vec(), l.model.outputs().to_vec(), true),
-            _ => (config.inputs.clone(), config.outputs.clone(), false),
+        let slot = &entry.versions[&v];
+        let (inputs, outputs, ready) = match (&slot.state, &slot.specs) {
+            (SlotState::Ready(l), _) => {
+                (l.model.inputs().to_vec(), l.model.outputs().to_vec(), true)
+            }
+            (_, Some((i, o))) => (i.clone(), o.clone(), false),
+            (_, None) => (config.inputs.clone(), config.outputs.clone(), false),
         };
         Ok(ModelInfo {
             name: name.into(),
@@ -233,6 +237,18 @@ impl Manager {
             outputs,
             ready,
         })
+    }
+
+    /// Like `info`, but a model whose inputs are known only from its file (no
+    /// `model.toml` specs, never loaded) is loaded first, so row-style faces
+    /// can map rows to its inputs.
+    pub async fn info_loaded(&self, name: &str, version: Option<u64>) -> CoreResult<ModelInfo> {
+        let info = self.info(name, version)?;
+        if !info.inputs.is_empty() || info.ready {
+            return Ok(info);
+        }
+        drop(self.ready(name, version, true).await?);
+        self.info(name, version)
     }
 
     /// Whether a model version answers requests now.

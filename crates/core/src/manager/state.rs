@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::backend::LoadedModel;
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, TensorSpec};
 use crate::error::{CoreError, CoreResult};
 use crate::repository::RepoModel;
 use crate::scheduler::Scheduler;
@@ -62,6 +62,9 @@ pub struct Slot {
     pub last_used: u64,
     pub last_access: Option<SystemTime>,
     pub access_count: u64,
+    /// Inputs and outputs as the model reported them when it was last loaded,
+    /// so metadata of a model read from its graph stays known after eviction.
+    pub specs: Option<(Vec<TensorSpec>, Vec<TensorSpec>)>,
     pub stats: Arc<VersionStats>,
 }
 
@@ -72,6 +75,7 @@ impl Slot {
             last_used: 0,
             last_access: None,
             access_count: 0,
+            specs: None,
             stats: Arc::default(),
         }
     }

@@ -5,6 +5,7 @@
 
 mod cache;
 mod info;
+mod jobs;
 mod request;
 mod run;
 mod stats;
@@ -18,6 +19,7 @@ use axum::{Json, Router};
 use inferd_core::{CoreError, ErrorKind};
 use serde_json::{json, Value};
 
+pub use jobs::{start as start_jobs, JobConfig, JobQueue};
 pub use stats::Recorder;
 
 use crate::body::BodyError;
@@ -29,6 +31,11 @@ pub fn routes() -> Router<AppState> {
         .route("/inference/infer_fixed", post(run::infer))
         .route("/inference/infer_multimodal", post(run::infer_multimodal))
         .route("/inference/batch", post(run::batch))
+        .route("/inference/async", post(jobs::submit))
+        .route(
+            "/inference/async/{id}",
+            get(jobs::status).delete(jobs::cancel),
+        )
         .route("/inference/models/preload", post(run::preload))
         .route("/inference/health", get(info::health))
         .route("/inference/supported-tasks", get(info::supported_tasks))

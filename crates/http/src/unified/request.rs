@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use inferd_core::codec::{tensor_from_json, tensor_to_json};
 use inferd_core::{DataType, InferRequest, ModelInfo, IMAGE_CLASSIFICATION, TENSORS};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::UnifiedError;
@@ -33,7 +33,7 @@ pub const KNOWN_TASKS: [&str; 4] = [
     "text-generation",
 ];
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UnifiedRequest {
     pub task: String,
@@ -193,7 +193,8 @@ async fn tensors(
             "tensors data must be {\"inputs\": [tensors]}, {\"instances\": [rows]} or a list of rows",
         ));
     };
-    let plan = rows::from_instances(&c.info, list, max)?;
+    let info = state.manager.info_loaded(model, None).await?;
+    let plan = rows::from_instances(&info, list, max)?;
     let answer = rows::run(&state.manager, model, None, plan).await?;
     Ok(json!({ "predictions": answer.predictions() }))
 }
@@ -205,8 +206,13 @@ fn decode_base64(index: usize, text: &str) -> Result<Vec<u8>, UnifiedError> {
         Some(url) => url.split_once(',').map(|(_, b)| b).unwrap_or(""),
         None => text,
     };
+    // MIME-style base64 wraps lines; the line breaks are not part of the data.
+    let compact: String = payload
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
     base64::engine::general_purpose::STANDARD
-        .decode(payload.trim())
+        .decode(compact)
         .map_err(|e| UnifiedError::invalid(format!("image {index} is not valid base64: {e}")))
 }
 

@@ -23,9 +23,11 @@ type Done = (Value, String, String, String);
 
 /// Checks and runs one request, recording it in the face's statistics under
 /// the task and model it resolved to (or as sent, when it did not resolve).
-async fn one(state: &AppState, req: UnifiedRequest) -> Result<Done, UnifiedError> {
+pub(super) async fn one(state: &AppState, req: UnifiedRequest) -> Result<Done, UnifiedError> {
     let started = Instant::now();
-    let (mut task, mut model) = (req.task.clone(), req.model_name.clone());
+    // Requests that do not resolve are counted under one series each for an
+    // unknown task or model, so invented names cannot grow the statistics.
+    let (mut task, mut model) = ("(unresolved)".to_string(), "(unresolved)".to_string());
     let result = async {
         let checked = check(state, req)?;
         task = checked.task.to_string();
@@ -45,7 +47,7 @@ async fn one(state: &AppState, req: UnifiedRequest) -> Result<Done, UnifiedError
     result
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(
+pub(super) fn parse<T: for<'de> Deserialize<'de>>(
     state: &AppState,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, UnifiedError> {
