@@ -9,6 +9,7 @@ mod jobs;
 mod request;
 mod run;
 mod stats;
+mod ws;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -37,6 +38,7 @@ pub fn routes() -> Router<AppState> {
             get(jobs::status).delete(jobs::cancel),
         )
         .route("/inference/models/preload", post(run::preload))
+        .route("/inference/ws", get(ws::upgrade))
         .route("/inference/health", get(info::health))
         .route("/inference/supported-tasks", get(info::supported_tasks))
         .route("/inference/stats", get(info::stats))

@@ -19,7 +19,7 @@ pub const MAX_BATCH: usize = 100;
 
 /// What one request gave: the result, the task, the engine and the model name
 /// it resolved to.
-type Done = (Value, String, String, String);
+pub(super) type Done = (Value, String, String, String);
 
 /// Checks and runs one request, recording it in the face's statistics under
 /// the task and model it resolved to (or as sent, when it did not resolve).
