@@ -168,6 +168,9 @@ pub struct ModelConfig {
     pub label_names: Vec<String>,
     /// How images become this model's input, for the image-classification task.
     pub image: Option<ImageSpec>,
+    /// A task the model serves beyond `tensors` (`feature-extraction` for a
+    /// model that takes a BYTES `text` input and gives FP32 vectors).
+    pub task: Option<String>,
     pub version_policy: VersionPolicy,
     /// Backend-specific keys (such as `kind` for builtin models), kept as text.
     pub parameters: BTreeMap<String, String>,
@@ -187,6 +190,7 @@ impl Default for ModelConfig {
             labels: None,
             label_names: Vec::new(),
             image: None,
+            task: None,
             version_policy: VersionPolicy::Latest(1),
             parameters: BTreeMap::new(),
         }
@@ -206,6 +210,7 @@ struct RawConfig {
     instances: Option<usize>,
     labels: Option<String>,
     kind: Option<String>,
+    task: Option<String>,
     image: Option<ImageSpec>,
     #[serde(default)]
     input: Vec<RawSpec>,
@@ -262,6 +267,15 @@ impl ModelConfig {
             image.validate()?;
         }
         config.image = raw.image;
+        if let Some(task) = &raw.task {
+            if task != crate::manager::FEATURE_EXTRACTION {
+                return Err(format!(
+                    "model.toml: task '{task}' is not one a model can declare; use '{}'",
+                    crate::manager::FEATURE_EXTRACTION
+                ));
+            }
+        }
+        config.task = raw.task;
         config.inputs = raw.input.into_iter().map(spec).collect::<Result<_, _>>()?;
         config.outputs = raw.output.into_iter().map(spec).collect::<Result<_, _>>()?;
         config.version_policy = match raw.version_policy {

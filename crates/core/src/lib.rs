@@ -17,7 +17,7 @@ pub use backend::{Backend, BackendError, LoadSpec, LoadedModel};
 pub use config::{ModelConfig, SpecType, TensorSpec};
 pub use error::{CoreError, CoreResult, ErrorKind};
 pub use manager::{
-    InferRequest, InferResponse, Manager, ManagerConfig, ModelInfo, Outcome, IMAGE_CLASSIFICATION,
-    TENSORS,
+    InferRequest, InferResponse, Manager, ManagerConfig, ModelInfo, Outcome, FEATURE_EXTRACTION,
+    IMAGE_CLASSIFICATION, TENSORS,
 };
 pub use tensor::{DataType, Tensor, TensorData};

@@ -11,6 +11,7 @@ use crate::error::{CoreError, CoreResult};
 /// The tasks the core speaks, by their Hugging Face pipeline names.
 pub const TENSORS: &str = "tensors";
 pub const IMAGE_CLASSIFICATION: &str = "image-classification";
+pub const FEATURE_EXTRACTION: &str = "feature-extraction";
 
 impl ModelInfo {
     /// The tasks this model can serve.
@@ -18,6 +19,9 @@ impl ModelInfo {
         let mut tasks = vec![TENSORS];
         if self.config.image.is_some() && self.inputs.len() == 1 {
             tasks.push(IMAGE_CLASSIFICATION);
+        }
+        if self.config.task.as_deref() == Some(FEATURE_EXTRACTION) {
+            tasks.push(FEATURE_EXTRACTION);
         }
         tasks
     }
