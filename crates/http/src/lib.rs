@@ -5,6 +5,7 @@
 
 mod body;
 mod kserve_v1;
+mod openai;
 mod pinferencia;
 mod rows;
 mod unified;
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .merge(kserve_v1::routes())
         .merge(v2::routes())
         .merge(unified::routes())
+        .merge(openai::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -35,6 +35,7 @@ fn backends() -> Vec<Arc<dyn Backend>> {
     vec![
         Arc::new(inferd_backend_onnx::OnnxBackend),
         Arc::new(inferd_backend_builtin::BuiltinBackend),
+        Arc::new(inferd_backend_embed::EmbedBackend),
     ]
 }
 

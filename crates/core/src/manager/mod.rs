@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 
 pub use cache::{CacheEntry, Resized};
 pub use state::{Budget, CacheCounters, Loaded, ManagerState, SlotState};
-pub use tasks::{FEATURE_EXTRACTION, IMAGE_CLASSIFICATION, TENSORS};
+pub use tasks::{Embeddings, FEATURE_EXTRACTION, IMAGE_CLASSIFICATION, TENSORS};
 
 use validate::{order_inputs, requested_outputs};
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::{InferRequest, Manager, ModelInfo};
 use crate::classify::{images_to_tensor, top_k, Label};
 use crate::error::{CoreError, CoreResult};
+use crate::tensor::{Tensor, TensorData};
 
 /// The tasks the core speaks, by their Hugging Face pipeline names.
 pub const TENSORS: &str = "tensors";
@@ -80,5 +81,81 @@ impl Manager {
             .await?;
         let labels = top_k(model, &res.outputs[0], &info.config.label_names, k)?;
         Ok((res.version, labels))
+    }
+}
+
+/// Sentence vectors and the token count of each text.
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    pub version: u64,
+    pub vectors: Vec<Vec<f32>>,
+    pub tokens: Vec<i64>,
+}
+
+impl Manager {
+    /// Embeds texts with a model that declares `task = "feature-extraction"`
+    /// (input `text` BYTES, outputs `embedding` FP32 [n, d] and optionally
+    /// `tokens` INT64 [n]). Texts are sent in chunks of the model's batch size;
+    /// the scheduler joins chunks of concurrent requests.
+    pub async fn embed(
+        &self,
+        model: &str,
+        texts: Vec<String>,
+        timeout: Option<Duration>,
+    ) -> CoreResult<Embeddings> {
+        let info = self.info(model, None)?;
+        if !info.tasks().contains(&FEATURE_EXTRACTION) {
+            return Err(CoreError::UnsupportedTask {
+                model: model.into(),
+                task: FEATURE_EXTRACTION.into(),
+                reason: "its model.toml does not declare task = \"feature-extraction\"".into(),
+            });
+        }
+        if texts.is_empty() {
+            return Err(CoreError::BadRequest("no texts given".into()));
+        }
+        let chunk = info.config.max_batch_size.max(1);
+        let mut out = Embeddings {
+            version: info.version,
+            vectors: Vec::with_capacity(texts.len()),
+            tokens: Vec::with_capacity(texts.len()),
+        };
+        for part in texts.chunks(chunk) {
+            let batch: Vec<Vec<u8>> = part.iter().map(|t| t.as_bytes().to_vec()).collect();
+            let input = Tensor::new("text", vec![batch.len()], TensorData::Bytes(batch))?;
+            let res = self
+                .infer(InferRequest {
+                    model: model.into(),
+                    version: None,
+                    inputs: vec![input],
+                    outputs: None,
+                    timeout,
+                })
+                .await?;
+            out.version = res.version;
+            let bad = |what: &str| CoreError::Backend {
+                model: model.into(),
+                reason: format!("its {what} output is missing or malformed"),
+            };
+            let vectors = res
+                .outputs
+                .iter()
+                .find(|t| t.name == "embedding")
+                .ok_or_else(|| bad("embedding"))?;
+            let (TensorData::F32(values), [_, d]) = (vectors.data(), vectors.shape()) else {
+                return Err(bad("embedding"));
+            };
+            out.vectors.extend(values.chunks(*d).map(<[f32]>::to_vec));
+            match res
+                .outputs
+                .iter()
+                .find(|t| t.name == "tokens")
+                .map(|t| t.data())
+            {
+                Some(TensorData::I64(counts)) => out.tokens.extend(counts),
+                _ => out.tokens.extend(std::iter::repeat_n(0, part.len())),
+            }
+        }
+        Ok(out)
     }
 }

@@ -2,6 +2,7 @@
 
 mod bad_inputs;
 mod flows;
+mod openai;
 mod scheduling;
 
 use std::path::{Path, PathBuf};

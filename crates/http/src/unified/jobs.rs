@@ -163,6 +163,16 @@ async fn purge_task(store: Store, retention: Duration) {
     }
 }
 
+fn queue_full() -> UnifiedError {
+    UnifiedError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        code: "RESOURCE_EXHAUSTED",
+        kind: "ResourceExhaustedError",
+        message: "the async job queue is full; retry later".into(),
+        hint: None,
+    }
+}
+
 fn queue(state: &AppState) -> Result<Arc<JobQueue>, UnifiedError> {
     state.jobs.clone().ok_or_else(|| UnifiedError {
         status: StatusCode::SERVICE_UNAVAILABLE,
@@ -182,13 +192,7 @@ pub async fn submit(
     let req: UnifiedRequest = parse(&state, body)?;
     let checked = check(&state, req)?;
     if queue.tx.capacity() == 0 {
-        return Err(UnifiedError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            code: "RESOURCE_EXHAUSTED",
-            kind: "ResourceExhaustedError",
-            message: "the async job queue is full; retry later".into(),
-            hint: None,
-        });
+        return Err(queue_full());
     }
     let id = uuid::Uuid::new_v4().simple().to_string();
     let request = serde_json::to_string(&checked.req).expect("requests serialize");
@@ -197,13 +201,7 @@ pub async fn submit(
     if queue.tx.try_send(id.clone()).is_err() {
         let (store, job_id) = (queue.store.clone(), id.clone());
         blocking(move || store.cancel_job(&job_id)).await?;
-        return Err(UnifiedError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            code: "RESOURCE_EXHAUSTED",
-            kind: "ResourceExhaustedError",
-            message: "the async job queue is full; retry later".into(),
-            hint: None,
-        });
+        return Err(queue_full());
     }
     let body = json!({
         "success": true,

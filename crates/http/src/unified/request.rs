@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use inferd_core::codec::{tensor_from_json, tensor_to_json};
-use inferd_core::{DataType, InferRequest, ModelInfo, IMAGE_CLASSIFICATION, TENSORS};
+use inferd_core::{
+    DataType, InferRequest, ModelInfo, FEATURE_EXTRACTION, IMAGE_CLASSIFICATION, TENSORS,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -29,7 +31,7 @@ pub const ENGINES: [&str; 8] = [
 pub const KNOWN_TASKS: [&str; 4] = [
     TENSORS,
     IMAGE_CLASSIFICATION,
-    "feature-extraction",
+    FEATURE_EXTRACTION,
     "text-generation",
 ];
 
@@ -60,7 +62,7 @@ fn task_name(task: &str) -> Option<&'static str> {
     match task {
         "tensors" | "tensor" => Some(TENSORS),
         "image-classification" | "classify" => Some(IMAGE_CLASSIFICATION),
-        "feature-extraction" | "embeddings" | "embedding" => Some("feature-extraction"),
+        "feature-extraction" | "embeddings" | "embedding" => Some(FEATURE_EXTRACTION),
         "text-generation" | "generate" => Some("text-generation"),
         _ => None,
     }
@@ -128,6 +130,7 @@ pub async fn execute(state: &AppState, c: &Checked) -> Result<Value, UnifiedErro
     match c.task {
         TENSORS => tensors(state, c, data, timeout).await,
         IMAGE_CLASSIFICATION => classify(state, c, data, timeout).await,
+        FEATURE_EXTRACTION => embed(state, c, data, timeout).await,
         other => Err(UnifiedError::unsupported(format!(
             "no model in this build can do {other}"
         ))),
@@ -197,6 +200,46 @@ async fn tensors(
     let plan = rows::from_instances(&info, list, max)?;
     let answer = rows::run(&state.manager, model, None, plan).await?;
     Ok(json!({ "predictions": answer.predictions() }))
+}
+
+/// `feature-extraction`: a string, a list of strings, or `{"inputs": ...}` /
+/// `{"texts": [...]}` → `{"embeddings": [[...]], "dimensions", "tokens"}`.
+async fn embed(
+    state: &AppState,
+    c: &Checked,
+    data: &Value,
+    timeout: Option<Duration>,
+) -> Result<Value, UnifiedError> {
+    let payload = data
+        .get("inputs")
+        .or_else(|| data.get("texts"))
+        .unwrap_or(data);
+    let texts: Vec<String> = match payload {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_str().map(str::to_string).ok_or_else(|| {
+                    UnifiedError::invalid(format!("text {i} must be a string, got {v}"))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        other => {
+            return Err(UnifiedError::invalid(format!(
+                "feature-extraction data must be a string or a list of strings, got {other}"
+            )))
+        }
+    };
+    let out = state
+        .manager
+        .embed(&c.req.model_name, texts, timeout)
+        .await?;
+    Ok(json!({
+        "embeddings": out.vectors,
+        "dimensions": out.vectors.first().map(Vec::len).unwrap_or(0),
+        "tokens": out.tokens,
+    }))
 }
 
 /// Accepts plain base64 or a `data:` URL.

@@ -69,8 +69,12 @@ async fn answer(
     req: UnifiedRequest,
     started: Instant,
 ) -> Result<Json<Value>, UnifiedError> {
-    let (result, task, engine, model) = one(state, req).await?;
-    Ok(Json(json!({
+    Ok(Json(success(one(state, req).await?, started)))
+}
+
+/// The document's answer to one successful request.
+pub(super) fn success((result, task, engine, model): Done, started: Instant) -> Value {
+    json!({
         "success": true,
         "task": task,
         "engine": engine,
@@ -78,7 +82,7 @@ async fn answer(
         "result": result,
         "processing_time": started.elapsed().as_secs_f64(),
         "timestamp": now(),
-    })))
+    })
 }
 
 /// The legacy multimodal route: an image with optional text; the image decides

@@ -13,7 +13,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::request::UnifiedRequest;
-use super::run::one;
+use super::run::{one, success};
 use super::{now, UnifiedError};
 use crate::AppState;
 
@@ -74,17 +74,12 @@ async fn answer(state: &AppState, text: &str) -> Value {
     };
     let started = Instant::now();
     match one(state, req).await {
-        Ok((result, task, engine, model)) => json!({
-            "type": "result",
-            "id": id,
-            "success": true,
-            "task": task,
-            "engine": engine,
-            "model_name": model,
-            "result": result,
-            "processing_time": started.elapsed().as_secs_f64(),
-            "timestamp": now(),
-        }),
+        Ok(done) => {
+            let mut message = success(done, started);
+            message["type"] = json!("result");
+            message["id"] = id;
+            message
+        }
         Err(e) => error_message(id, &e),
     }
 }

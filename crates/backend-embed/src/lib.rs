@@ -1,0 +1,271 @@
+//! Sentence embeddings (the `feature-extraction` task) with candle on the CPU:
+//! BERT-family models in the sentence-transformers layout, such as
+//! all-MiniLM-L6-v2, served as `text` BYTES [-1] → `embedding` FP32 [-1, hidden]
+//! and `tokens` INT64 [-1].
+//!
+//! A batch is tokenized together, padded to its longest text and truncated to
+//! `max_tokens`; candle's `BertModel` runs it with an attention mask, and the
+//! token states are mean-pooled under that mask and L2-normalised, exactly as
+//! sentence-transformers' Transformer → Pooling(mean) → Normalize pipeline does.
+//! Because padding is masked out of both attention and pooling, a text's vector
+//! does not depend on the texts it was batched with.
+//!
+//! The weights are too big to commit: `scripts/fetch-models` puts them in the
+//! version folder, and a missing file makes the model unavailable with a reason
+//! that says so, while the server goes on serving the others.
+
+mod pooling;
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor as CandleTensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use inferd_core::{
+    Backend, BackendError, DataType, LoadSpec, LoadedModel, SpecType, Tensor, TensorData,
+    TensorSpec,
+};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use pooling::mean_pool_normalize;
+
+/// sentence-transformers' `max_seq_length` for all-MiniLM-L6-v2; tokenizer.json
+/// itself says 128, which sentence-transformers overrides.
+pub const DEFAULT_MAX_TOKENS: usize = 256;
+
+/// The model's files, in the order they are checked; the first one missing is
+/// named in the error. `pooling.json` is optional (mean pooling without it).
+const WEIGHTS: &str = "model.safetensors";
+const CONFIG: &str = "config.json";
+const TOKENIZER: &str = "tokenizer.json";
+const POOLING: &str = "pooling.json";
+
+/// Loads sentence-embedding models for `backend = "candle"`.
+#[derive(Debug, Default)]
+pub struct EmbedBackend;
+
+impl Backend for EmbedBackend {
+    fn name(&self) -> &'static str {
+        "candle"
+    }
+
+    fn load(&self, spec: &LoadSpec<'_>) -> Result<Box<dyn LoadedModel>, BackendError> {
+        Ok(Box::new(EmbedModel::load(spec)?))
+    }
+}
+
+/// A BERT encoder, its tokenizer, and the specs it serves.
+struct EmbedModel {
+    bert: BertModel,
+    tokenizer: Tokenizer,
+    hidden: usize,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+    memory: u64,
+}
+
+fn load_err(msg: impl Into<String>) -> BackendError {
+    BackendError::Load(msg.into())
+}
+
+fn run_err(e: impl std::fmt::Display) -> BackendError {
+    BackendError::Run(e.to_string())
+}
+
+impl EmbedModel {
+    fn load(spec: &LoadSpec<'_>) -> Result<EmbedModel, BackendError> {
+        let dir = spec.version_dir;
+        for file in [WEIGHTS, CONFIG, TOKENIZER] {
+            if !dir.join(file).is_file() {
+                return Err(load_err(format!(
+                    "{file} is missing in {}: run scripts/fetch-models",
+                    dir.display()
+                )));
+            }
+        }
+        let config: BertConfig = read_json(dir, CONFIG)?;
+        if dir.join(POOLING).is_file() {
+            pooling::check(&read_json(dir, POOLING)?, config.hidden_size).map_err(load_err)?;
+        }
+        let max_tokens = max_tokens(spec, config.max_position_embeddings)?;
+        let tokenizer = tokenizer(dir, max_tokens)?;
+
+        let weights =
+            std::fs::read(dir.join(WEIGHTS)).map_err(|e| load_err(format!("{WEIGHTS}: {e}")))?;
+        let memory = weights.len() as u64;
+        // Buffered rather than memory-mapped: mmap is `unsafe`, which the
+        // workspace forbids. The buffer is dropped once the tensors are built.
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
+            .map_err(|e| load_err(format!("{WEIGHTS}: {e}")))?;
+        let bert = BertModel::load(vb, &config)
+            .map_err(|e| load_err(format!("{WEIGHTS} is not a BERT model: {e}")))?;
+
+        let hidden = config.hidden_size;
+        let model = EmbedModel {
+            bert,
+            tokenizer,
+            hidden,
+            inputs: vec![spec_of("text", DataType::Bytes, vec![-1])],
+            outputs: vec![
+                spec_of("embedding", DataType::F32, vec![-1, hidden as i64]),
+                spec_of("tokens", DataType::I64, vec![-1]),
+            ],
+            memory,
+        };
+        model.check_declared(spec)?;
+        Ok(model)
+    }
+
+    /// A model.toml that declares tensors must declare the ones this model
+    /// has: a wrong hidden size there would otherwise only show up as
+    /// misshapen answers.
+    fn check_declared(&self, spec: &LoadSpec<'_>) -> Result<(), BackendError> {
+        let declared = [
+            ("input", &spec.config.inputs, &self.inputs),
+            ("output", &spec.config.outputs, &self.outputs),
+        ];
+        for (kind, declared, actual) in declared {
+            for d in declared {
+                if !actual.contains(d) {
+                    let has: Vec<String> = actual.iter().map(describe).collect();
+                    return Err(load_err(format!(
+                        "model.toml declares {kind} {}, but this model has {}",
+                        describe(d),
+                        has.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Embeds a batch of texts: `[n, hidden]` unit vectors and the number of
+    /// tokens each text became (special tokens included, after truncation).
+    fn embed(&self, texts: Vec<&str>) -> Result<(Vec<f32>, Vec<i64>), BackendError> {
+        let n = texts.len();
+        let encodings = self.tokenizer.encode_batch(texts, true).map_err(run_err)?;
+        let len = encodings.first().map_or(0, |e| e.len());
+        let mut ids = Vec::with_capacity(n * len);
+        let mut mask = Vec::with_capacity(n * len);
+        for e in &encodings {
+            ids.extend_from_slice(e.get_ids());
+            mask.extend_from_slice(e.get_attention_mask());
+        }
+        let tokens = encodings
+            .iter()
+            .map(|e| e.get_attention_mask().iter().map(|&m| i64::from(m)).sum())
+            .collect();
+        let forward = || -> candle_core::Result<Vec<f32>> {
+            let ids = CandleTensor::from_vec(ids, (n, len), &Device::Cpu)?;
+            let mask = CandleTensor::from_vec(mask, (n, len), &Device::Cpu)?;
+            // One segment: every token has type 0, as sentence-transformers sends.
+            let types = ids.zeros_like()?;
+            let states = self.bert.forward(&ids, &types, Some(&mask))?;
+            mean_pool_normalize(&states, &mask)?
+                .flatten_all()?
+                .to_vec1()
+        };
+        Ok((forward().map_err(run_err)?, tokens))
+    }
+}
+
+impl LoadedModel for EmbedModel {
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+    fn memory_bytes(&self) -> u64 {
+        self.memory
+    }
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError> {
+        let Some(TensorData::Bytes(texts)) = inputs.first().map(Tensor::data) else {
+            return Err(BackendError::Run("input 'text' must be BYTES".into()));
+        };
+        let texts = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                std::str::from_utf8(t)
+                    .map_err(|e| BackendError::Run(format!("text {i} is not valid UTF-8: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let n = texts.len();
+        let (vectors, tokens) = if n == 0 {
+            (Vec::new(), Vec::new())
+        } else {
+            self.embed(texts)?
+        };
+        let out = |i: usize, shape, data| {
+            Tensor::new(self.outputs[i].name.clone(), shape, data).map_err(run_err)
+        };
+        Ok(vec![
+            out(0, vec![n, self.hidden], TensorData::F32(vectors))?,
+            out(1, vec![n], TensorData::I64(tokens))?,
+        ])
+    }
+}
+
+fn spec_of(name: &str, datatype: DataType, shape: Vec<i64>) -> TensorSpec {
+    TensorSpec {
+        name: name.into(),
+        datatype: SpecType::Is(datatype),
+        shape: Some(shape),
+    }
+}
+
+fn describe(s: &TensorSpec) -> String {
+    format!(
+        "'{}' {} {:?}",
+        s.name,
+        s.datatype.as_str(),
+        s.shape_or_any()
+    )
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, file: &str) -> Result<T, BackendError> {
+    let text =
+        std::fs::read_to_string(dir.join(file)).map_err(|e| load_err(format!("{file}: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| load_err(format!("{file}: {e}")))
+}
+
+/// `[parameters] max_tokens` (default 256), capped at what the position
+/// embeddings cover: longer inputs would index past them.
+fn max_tokens(spec: &LoadSpec<'_>, positions: usize) -> Result<usize, BackendError> {
+    let wanted = match spec.config.parameters.get("max_tokens") {
+        None => DEFAULT_MAX_TOKENS,
+        Some(text) => match text.parse::<usize>() {
+            // Below 2 there is no room for [CLS] and [SEP], and tokenizers
+            // would underflow computing the room left for text.
+            Ok(n) if n >= 2 => n,
+            _ => {
+                return Err(load_err(format!(
+                    "max_tokens must be a whole number of at least 2, got '{text}'"
+                )))
+            }
+        },
+    };
+    Ok(wanted.min(positions))
+}
+
+/// The tokenizer from tokenizer.json, re-set for serving: tokenizer.json pads
+/// every text to a fixed 128 and truncates at 128; we pad a batch only to its
+/// longest text (less work, same vectors under the mask) and truncate at
+/// `max_tokens`.
+fn tokenizer(dir: &Path, max_tokens: usize) -> Result<Tokenizer, BackendError> {
+    let mut tokenizer = Tokenizer::from_file(dir.join(TOKENIZER))
+        .map_err(|e| load_err(format!("{TOKENIZER}: {e}")))?;
+    let padding = PaddingParams {
+        strategy: PaddingStrategy::BatchLongest,
+        ..tokenizer.get_padding().cloned().unwrap_or_default()
+    };
+    tokenizer.with_padding(Some(padding));
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length: max_tokens,
+            ..TruncationParams::default()
+        }))
+        .map_err(|e| load_err(format!("{TOKENIZER}: {e}")))?;
+    Ok(tokenizer)
+}

@@ -1,0 +1,114 @@
+//! Turning token states into one sentence vector: sentence-transformers'
+//! Pooling (mean over real tokens) and Normalize (unit L2 norm) modules, and
+//! the check that a model's `pooling.json` asks for nothing else.
+
+use candle_core::{DType, Result, Tensor};
+use serde::Deserialize;
+
+/// sentence-transformers' `1_Pooling/config.json`. Unknown keys are ignored:
+/// newer versions add modes, and any mode set to true is refused below only if
+/// it is one we know we do not do.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct PoolingConfig {
+    word_embedding_dimension: Option<usize>,
+    pooling_mode_mean_tokens: bool,
+    pooling_mode_cls_token: bool,
+    pooling_mode_max_tokens: bool,
+    pooling_mode_mean_sqrt_len_tokens: bool,
+    pooling_mode_weightedmean_tokens: bool,
+    pooling_mode_lasttoken: bool,
+}
+
+/// Accepts mean pooling alone over vectors of the model's hidden size; any
+/// other mode would give vectors unlike the model's reference ones.
+pub(crate) fn check(p: &PoolingConfig, hidden: usize) -> std::result::Result<(), String> {
+    let others = [
+        ("cls_token", p.pooling_mode_cls_token),
+        ("max_tokens", p.pooling_mode_max_tokens),
+        ("mean_sqrt_len_tokens", p.pooling_mode_mean_sqrt_len_tokens),
+        ("weightedmean_tokens", p.pooling_mode_weightedmean_tokens),
+        ("lasttoken", p.pooling_mode_lasttoken),
+    ];
+    let asked: Vec<&str> = others.iter().filter(|m| m.1).map(|m| m.0).collect();
+    if !p.pooling_mode_mean_tokens || !asked.is_empty() {
+        return Err(format!(
+            "pooling.json asks for pooling {asked:?} (mean_tokens: {}); this backend does mean pooling only",
+            p.pooling_mode_mean_tokens
+        ));
+    }
+    match p.word_embedding_dimension {
+        Some(d) if d != hidden => Err(format!(
+            "pooling.json says the vectors have {d} dimensions, config.json says hidden_size {hidden}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `states` [n, len, hidden] and `mask` [n, len] (1 = real token, 0 = padding)
+/// → [n, hidden]: the mean of each row's real token states, scaled to unit
+/// length. Padding is multiplied by zero, so it cannot leak into a row. The
+/// clamps are sentence-transformers' own (1e-9 on the count, 1e-12 on the norm).
+pub(crate) fn mean_pool_normalize(states: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+    let sum = states.broadcast_mul(&mask)?.sum(1)?;
+    let count = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?;
+    let mean = sum.broadcast_div(&count)?;
+    let norm = mean
+        .sqr()?
+        .sum_keepdim(1)?
+        .sqrt()?
+        .clamp(1e-12f32, f32::MAX)?;
+    mean.broadcast_div(&norm)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+
+    #[test]
+    fn padding_is_left_out_of_the_mean() {
+        // Row 0: two real tokens and a huge padded one; row 1: all real.
+        let states = Tensor::new(
+            &[
+                [[3.0f32, 0.0], [1.0, 0.0], [1e6, -1e6]],
+                [[0.0, 2.0], [0.0, 2.0], [0.0, 2.0]],
+            ],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let mask = Tensor::new(&[[1u32, 1, 0], [1, 1, 1]], &Device::Cpu).unwrap();
+        let v: Vec<Vec<f32>> = mean_pool_normalize(&states, &mask)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        assert_eq!(v, [[1.0, 0.0], [0.0, 1.0]]);
+    }
+
+    #[test]
+    fn a_zero_vector_stays_finite() {
+        let states = Tensor::zeros((1, 2, 3), DType::F32, &Device::Cpu).unwrap();
+        let mask = Tensor::new(&[[1u32, 1]], &Device::Cpu).unwrap();
+        let v: Vec<Vec<f32>> = mean_pool_normalize(&states, &mask)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        assert_eq!(v, [[0.0; 3]]);
+    }
+
+    fn parse(json: &str) -> PoolingConfig {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn only_mean_pooling_of_the_right_size_is_accepted() {
+        let mean = r#"{"word_embedding_dimension": 384, "pooling_mode_mean_tokens": true,
+            "pooling_mode_cls_token": false, "include_prompt": true}"#;
+        assert_eq!(check(&parse(mean), 384), Ok(()));
+        assert!(check(&parse(mean), 768).unwrap_err().contains("768"));
+        let cls = r#"{"pooling_mode_cls_token": true}"#;
+        assert!(check(&parse(cls), 384).unwrap_err().contains("cls_token"));
+    }
+}
