@@ -337,6 +337,7 @@ impl Manager {
                 stats,
                 load_time: Duration::ZERO,
                 loaded_at: SystemTime::now(),
+                version,
             })
         })
         .await

@@ -167,7 +167,7 @@ impl Manager {
             tokio::time::timeout_at(deadline.into(), self.ready(&req.model, req.version, true))
                 .await
                 .map_err(|_| expired())??;
-        let version = self.resolve(&req.model, req.version)?;
+        let version = loaded.version;
         let result = async {
             let (inputs, rows) = order_inputs(
                 &req.model,
@@ -207,10 +207,6 @@ impl Manager {
             version,
             outputs: result?,
         })
-    }
-
-    fn resolve(&self, name: &str, version: Option<u64>) -> CoreResult<u64> {
-        self.lock().resolve(name, version)
     }
 
     /// Metadata of a model version (inputs and outputs as the loaded model

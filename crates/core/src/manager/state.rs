@@ -24,6 +24,8 @@ pub struct Loaded {
     pub memory: u64,
     pub load_time: Duration,
     pub loaded_at: SystemTime,
+    /// The version this is, so a request learns it without another lookup.
+    pub version: u64,
 }
 
 /// The life of one model version.
@@ -300,6 +302,7 @@ mod tests {
                 memory,
                 load_time: Duration::ZERO,
                 loaded_at: SystemTime::now(),
+                version: 1,
             };
             let slot = st.slot_mut(name, 1).unwrap();
             slot.state = SlotState::Ready(Arc::new(loaded));

@@ -182,7 +182,9 @@ async fn the_least_recently_used_idle_model_is_evicted_and_reloads_on_use() {
         StatusCode::OK
     );
     assert_eq!(
-        post(&app, "/v2/models/digits/infer", digits).await.status,
+        post(&app, "/v2/models/digits/infer", digits.clone())
+            .await
+            .status,
         StatusCode::OK
     );
     assert_eq!(
@@ -207,7 +209,6 @@ async fn the_least_recently_used_idle_model_is_evicted_and_reloads_on_use() {
     let c = m.cache_counters();
     assert_eq!((c.loads, c.evictions, c.misses, c.hits), (3, 1, 3, 1));
     // An evicted model is not unloaded by a user: the next request loads it again.
-    let digits = json!({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": vec![0.0; 64]}]});
     assert_eq!(
         post(&app, "/v2/models/digits/infer", digits).await.status,
         StatusCode::OK

@@ -245,15 +245,18 @@ fn unknown_job(id: &str) -> UnifiedError {
     }
 }
 
+async fn find_job(queue: &JobQueue, id: &str) -> Result<JobRecord, UnifiedError> {
+    let (store, job_id) = (queue.store.clone(), id.to_string());
+    blocking(move || store.job(&job_id))
+        .await?
+        .ok_or_else(|| unknown_job(id))
+}
+
 pub async fn status(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, UnifiedError> {
-    let queue = queue(&state)?;
-    let (store, job_id) = (queue.store.clone(), id.clone());
-    let job = blocking(move || store.job(&job_id))
-        .await?
-        .ok_or_else(|| unknown_job(&id))?;
+    let job = find_job(&*queue(&state)?, &id).await?;
     Ok(Json(job_json(&job)))
 }
 
@@ -264,10 +267,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, UnifiedError> {
     let queue = queue(&state)?;
-    let (store, job_id) = (queue.store.clone(), id.clone());
-    let before = blocking(move || store.job(&job_id))
-        .await?
-        .ok_or_else(|| unknown_job(&id))?;
+    let before = find_job(&queue, &id).await?;
     if before.status.is_finished() {
         return Err(UnifiedError {
             status: StatusCode::CONFLICT,
