@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use crate::config::{ModelConfig, TensorSpec};
+use crate::generate::Generator;
 use crate::tensor::Tensor;
 
 /// What went wrong inside a backend.
@@ -51,4 +52,9 @@ pub trait LoadedModel: Send + Sync {
     /// Runs one batch. `inputs` come in the order of `inputs()`, already checked
     /// against the specs; the result holds every output, in the order of `outputs()`.
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError>;
+    /// Models that write text also stream tokens through this (the tensor path
+    /// above then takes and gives whole texts).
+    fn generator(&self) -> Option<&dyn Generator> {
+        None
+    }
 }

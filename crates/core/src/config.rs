@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{CoreError, CoreResult};
+use crate::generate::{default_scenarios, Scenario, TEXT_BACKENDS, TEXT_GENERATION};
 use crate::tensor::{DataType, Tensor};
 
 /// Declared datatype of a tensor spec: one protocol type, or any (identity-like
@@ -174,6 +175,10 @@ pub struct ModelConfig {
     pub version_policy: VersionPolicy,
     /// Backend-specific keys (such as `kind` for builtin models), kept as text.
     pub parameters: BTreeMap<String, String>,
+    /// Seed 002's prompt templates for text models: the built-in `qa`,
+    /// `summarize` and `rewrite`, with `[scenarios.NAME]` tables added or
+    /// overriding them.
+    pub scenarios: BTreeMap<String, Scenario>,
 }
 
 impl Default for ModelConfig {
@@ -193,6 +198,7 @@ impl Default for ModelConfig {
             task: None,
             version_policy: VersionPolicy::Latest(1),
             parameters: BTreeMap::new(),
+            scenarios: BTreeMap::new(),
         }
     }
 }
@@ -219,6 +225,8 @@ struct RawConfig {
     version_policy: Option<RawPolicy>,
     #[serde(default)]
     parameters: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    scenarios: BTreeMap<String, Scenario>,
 }
 
 #[derive(Deserialize)]
@@ -268,14 +276,26 @@ impl ModelConfig {
         }
         config.image = raw.image;
         if let Some(task) = &raw.task {
-            if task != crate::manager::FEATURE_EXTRACTION {
+            if task != crate::manager::FEATURE_EXTRACTION && task != TEXT_GENERATION {
                 return Err(format!(
-                    "model.toml: task '{task}' is not one a model can declare; use '{}'",
+                    "model.toml: task '{task}' is not one a model can declare; use '{}' or '{TEXT_GENERATION}'",
                     crate::manager::FEATURE_EXTRACTION
                 ));
             }
         }
         config.task = raw.task;
+        if TEXT_BACKENDS.contains(&config.backend.as_str()) {
+            config.task = Some(TEXT_GENERATION.into());
+        }
+        if config.task.as_deref() == Some(TEXT_GENERATION) {
+            config.scenarios = default_scenarios();
+            for (name, s) in raw.scenarios {
+                s.validate(&name)?;
+                config.scenarios.insert(name, s);
+            }
+        } else if !raw.scenarios.is_empty() {
+            return Err("model.toml: scenarios are only for text-generation models".into());
+        }
         config.inputs = raw.input.into_iter().map(spec).collect::<Result<_, _>>()?;
         config.outputs = raw.output.into_iter().map(spec).collect::<Result<_, _>>()?;
         config.version_policy = match raw.version_policy {

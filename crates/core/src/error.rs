@@ -18,6 +18,8 @@ pub enum ErrorKind {
     Unavailable,
     Timeout,
     TooLarge,
+    /// A remote server answered with an error.
+    Upstream,
     Internal,
 }
 
@@ -131,6 +133,23 @@ pub enum CoreError {
         model: String,
         backend: String,
     },
+    #[error("model '{model}': prompt formatting failed: {reason}")]
+    PromptFormat { model: String, reason: String },
+    #[error("model '{model}': the prompt is {tokens} tokens, more than the {max} allowed")]
+    PromptTooLong { model: String, tokens: usize, max: u32 },
+    #[error("model '{model}': cannot reach {endpoint}: {reason}")]
+    Downstream {
+        model: String,
+        endpoint: String,
+        reason: String,
+    },
+    #[error("model '{model}': {endpoint} answered {status}: {body}")]
+    UpstreamStatus {
+        model: String,
+        endpoint: String,
+        status: u16,
+        body: String,
+    },
     #[error("model '{model}' cannot do {task}: {reason}")]
     UnsupportedTask {
         model: String,
@@ -157,14 +176,17 @@ impl CoreError {
             | WrongDatatype { .. }
             | WrongShape { .. }
             | BatchTooLarge { .. }
-            | BadImage { .. } => ErrorKind::InvalidInput,
+            | BadImage { .. }
+            | PromptFormat { .. }
+            | PromptTooLong { .. } => ErrorKind::InvalidInput,
             UnsupportedTask { .. } => ErrorKind::Unsupported,
             TooManyElements { .. } | ImageTooLarge { .. } => ErrorKind::TooLarge,
             ModelNotFound(_) | VersionNotFound { .. } | WrongEngine { .. } => ErrorKind::NotFound,
             NotLoaded { .. } => ErrorKind::NotReady,
             BadState { .. } => ErrorKind::Conflict,
             QueueFull { .. } | CacheFull { .. } => ErrorKind::Overloaded,
-            ModelUnavailable { .. } | ShuttingDown => ErrorKind::Unavailable,
+            ModelUnavailable { .. } | ShuttingDown | Downstream { .. } => ErrorKind::Unavailable,
+            UpstreamStatus { .. } => ErrorKind::Upstream,
             DeadlineExceeded { .. } => ErrorKind::Timeout,
             Backend { .. } => ErrorKind::Internal,
         }

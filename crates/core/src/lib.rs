@@ -7,6 +7,7 @@ pub mod classify;
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod generate;
 pub mod manager;
 pub mod repository;
 pub mod scheduler;

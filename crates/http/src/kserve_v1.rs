@@ -45,6 +45,7 @@ impl From<CoreError> for V1Error {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         V1Error(status, e.to_string())

@@ -81,6 +81,7 @@ impl From<CoreError> for OpenAiError {
                 Some("model_unavailable"),
             ),
             ErrorKind::Conflict => (StatusCode::CONFLICT, "invalid_request_error", None),
+            ErrorKind::Upstream => (StatusCode::BAD_GATEWAY, "server_error", Some("upstream_error")),
             ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None),
         };
         OpenAiError {

@@ -87,6 +87,7 @@ impl From<CoreError> for Detail {
                 (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
             ErrorKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, e.to_string()),
+            ErrorKind::Upstream => (StatusCode::BAD_GATEWAY, e.to_string()),
             ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         };
         Detail(status, message)

@@ -36,6 +36,7 @@ fn backends() -> Vec<Arc<dyn Backend>> {
         Arc::new(inferd_backend_onnx::OnnxBackend),
         Arc::new(inferd_backend_builtin::BuiltinBackend),
         Arc::new(inferd_backend_embed::EmbedBackend),
+        Arc::new(inferd_backend_llm::LlamaCppBackend),
     ]
 }
 

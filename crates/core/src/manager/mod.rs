@@ -14,6 +14,7 @@ mod cache;
 mod lifecycle;
 mod state;
 mod tasks;
+mod text;
 mod validate;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use tokio::sync::Notify;
 pub use cache::{CacheEntry, Resized};
 pub use state::{Budget, CacheCounters, Loaded, ManagerState, SlotState};
 pub use tasks::{Embeddings, FEATURE_EXTRACTION, IMAGE_CLASSIFICATION, TENSORS};
+pub use text::{Collected, Generation, TextModel};
 
 use validate::{order_inputs, requested_outputs};
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::{InferRequest, Manager, ModelInfo};
 use crate::classify::{images_to_tensor, top_k, Label};
 use crate::error::{CoreError, CoreResult};
+use crate::generate::TEXT_GENERATION;
 use crate::tensor::{Tensor, TensorData};
 
 /// The tasks the core speaks, by their Hugging Face pipeline names.
@@ -21,8 +22,10 @@ impl ModelInfo {
         if self.config.image.is_some() && self.inputs.len() == 1 {
             tasks.push(IMAGE_CLASSIFICATION);
         }
-        if self.config.task.as_deref() == Some(FEATURE_EXTRACTION) {
-            tasks.push(FEATURE_EXTRACTION);
+        match self.config.task.as_deref() {
+            Some(FEATURE_EXTRACTION) => tasks.push(FEATURE_EXTRACTION),
+            Some(TEXT_GENERATION) => tasks.push(TEXT_GENERATION),
+            _ => {}
         }
         tasks
     }

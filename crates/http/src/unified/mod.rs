@@ -146,6 +146,12 @@ impl From<CoreError> for UnifiedError {
                 Some("load the model (POST /inference/models/preload) and retry"),
             ),
             ErrorKind::Conflict => (StatusCode::CONFLICT, "INVALID_INPUT", "ConflictError", None),
+            ErrorKind::Upstream => (
+                StatusCode::BAD_GATEWAY,
+                "INFERENCE_FAILED",
+                "UpstreamError",
+                None,
+            ),
             ErrorKind::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INFERENCE_FAILED",

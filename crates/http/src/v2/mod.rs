@@ -85,6 +85,7 @@ impl From<CoreError> for V2Error {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         V2Error(status, e.to_string())
