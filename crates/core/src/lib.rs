@@ -18,7 +18,7 @@ pub use backend::{Backend, BackendError, LoadSpec, LoadedModel};
 pub use config::{ModelConfig, SpecType, TensorSpec};
 pub use error::{CoreError, CoreResult, ErrorKind};
 pub use manager::{
-    InferRequest, InferResponse, Manager, ManagerConfig, ModelInfo, Outcome, FEATURE_EXTRACTION,
-    IMAGE_CLASSIFICATION, TENSORS,
+    Collected, Generation, InferRequest, InferResponse, Manager, ManagerConfig, ModelInfo, Outcome, FEATURE_EXTRACTION,
+    IMAGE_CLASSIFICATION, TENSORS, TextModel,
 };
 pub use tensor::{DataType, Tensor, TensorData};

@@ -60,13 +60,19 @@ impl From<BodyError> for V1Error {
 
 /// `GET /v1/models`: KServe's `models` list, plus OpenAI's `object`/`data` so one
 /// answer serves both kinds of client.
+/// One object for three clients: seed 002's `models` entries, OpenAI's
+/// `object`/`data` list; KServe V1 clients read the `id`s.
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
     let names = state.manager.model_names();
     let data: Vec<Value> = names
         .iter()
         .map(|n| json!({"id": n, "object": "model", "created": 0, "owned_by": "inferd"}))
         .collect();
-    Json(json!({ "models": names, "object": "list", "data": data }))
+    let models: Vec<Value> = names
+        .iter()
+        .map(|n| crate::gateway::model_entry(&state, n))
+        .collect();
+    Json(json!({ "models": models, "object": "list", "data": data }))
 }
 
 /// `GET /v1/models/{m}`: `{"name", "ready"}`; 503 while not ready, as KServe.
@@ -75,6 +81,10 @@ pub async fn status(State(state): State<AppState>, Path(model): Path<String>) ->
         Ok(info) if info.ready => Json(json!({
             "name": model,
             "ready": true,
+            "id": model,
+            "object": "model",
+            "created": 0,
+            "owned_by": "inferd",
             "versions": info.versions.iter().map(u64::to_string).collect::<Vec<_>>(),
         }))
         .into_response(),

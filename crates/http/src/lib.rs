@@ -4,10 +4,13 @@
 //! lives in `body` and `rows`.
 
 mod body;
+mod gateway;
 mod kserve_v1;
 mod openai;
 mod pinferencia;
 mod rows;
+mod stream;
+mod tgi;
 mod unified;
 mod v2;
 
@@ -74,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         .merge(v2::routes())
         .merge(unified::routes())
         .merge(openai::routes())
+        .merge(gateway::routes())
+        .merge(tgi::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

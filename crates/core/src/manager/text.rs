@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::{Loaded, Manager};
+use super::{Loaded, Manager, SlotState};
 use crate::error::{CoreError, CoreResult};
 use crate::generate::{
     Event, Finished, GenerateRequest, Generator, GeneratorInfo, Token, TokenSpan, TEXT_GENERATION,
@@ -149,6 +149,29 @@ impl Manager {
         Ok(TextModel {
             name: name.into(),
             loaded,
+        })
+    }
+
+    /// The text models in the repository (by their config, without loading).
+    pub fn text_model_names(&self) -> Vec<String> {
+        self.lock()
+            .models
+            .iter()
+            .filter(|(_, e)| {
+                e.config
+                    .as_ref()
+                    .is_ok_and(|c| c.task.as_deref() == Some(TEXT_GENERATION))
+            })
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// What a text model reports, if a version of it is in memory now.
+    pub fn loaded_text_info(&self, name: &str) -> Option<GeneratorInfo> {
+        let st = self.lock();
+        st.models.get(name)?.versions.values().rev().find_map(|slot| match &slot.state {
+            SlotState::Ready(l) => l.model.generator().map(|g| g.info().clone()),
+            _ => None,
         })
     }
 

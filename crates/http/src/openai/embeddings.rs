@@ -1,110 +1,19 @@
-//! OpenAI's embeddings API (`POST /v1/embeddings`), so the stock `openai`
-//! client can embed with any model that declares `task = "feature-extraction"`.
-//! Errors are `{"error": {message, type, param, code}}`. (`GET /v1/models` is
-//! shared with KServe V1 and answered in `kserve_v1`, whose object carries
-//! OpenAI's `object`/`data`.)
+//! `POST /v1/embeddings`.
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use base64::Engine;
 use bytes::Bytes;
-use inferd_core::{CoreError, ErrorKind};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::body::{self, BodyError};
+use super::OpenAiError;
+use crate::body;
 use crate::AppState;
 
 /// OpenAI's own limit on inputs per request.
 const MAX_INPUTS: usize = 2048;
-
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/embeddings", post(embeddings))
-}
-
-pub struct OpenAiError {
-    status: StatusCode,
-    message: String,
-    kind: &'static str,
-    param: Option<&'static str>,
-    code: Option<&'static str>,
-}
-
-impl OpenAiError {
-    fn invalid(message: impl Into<String>, param: &'static str) -> Self {
-        OpenAiError {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-            kind: "invalid_request_error",
-            param: Some(param),
-            code: None,
-        }
-    }
-}
-
-impl IntoResponse for OpenAiError {
-    fn into_response(self) -> Response {
-        let body = json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}});
-        (self.status, Json(body)).into_response()
-    }
-}
-
-impl From<CoreError> for OpenAiError {
-    fn from(e: CoreError) -> Self {
-        let (status, kind, code) = match e.kind() {
-            ErrorKind::InvalidInput | ErrorKind::Unsupported => {
-                (StatusCode::BAD_REQUEST, "invalid_request_error", None)
-            }
-            ErrorKind::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", None),
-            ErrorKind::NotFound => (
-                StatusCode::NOT_FOUND,
-                "invalid_request_error",
-                Some("model_not_found"),
-            ),
-            ErrorKind::Overloaded => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_error",
-                Some("overloaded"),
-            ),
-            ErrorKind::Timeout => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout_error",
-                Some("timeout"),
-            ),
-            ErrorKind::NotReady | ErrorKind::Unavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server_error",
-                Some("model_unavailable"),
-            ),
-            ErrorKind::Conflict => (StatusCode::CONFLICT, "invalid_request_error", None),
-            ErrorKind::Upstream => (StatusCode::BAD_GATEWAY, "server_error", Some("upstream_error")),
-            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None),
-        };
-        OpenAiError {
-            status,
-            message: e.to_string(),
-            kind,
-            param: None,
-            code,
-        }
-    }
-}
-
-impl From<BodyError> for OpenAiError {
-    fn from(e: BodyError) -> Self {
-        OpenAiError {
-            status: e.status,
-            message: e.message,
-            kind: "invalid_request_error",
-            param: None,
-            code: None,
-        }
-    }
-}
 
 #[derive(Deserialize)]
 struct EmbeddingsRequest {
@@ -147,7 +56,7 @@ fn texts(input: &Value) -> Result<Vec<String>, OpenAiError> {
     }
 }
 
-async fn embeddings(
+pub(super) async fn embeddings(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, OpenAiError> {

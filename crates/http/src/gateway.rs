@@ -1,0 +1,312 @@
+//! Seed 002's text-generation gateway: `POST /v1/generate` (model id, raw
+//! input, scenario, sampling parameters), `GET /health`, `GET /health/full`, and
+//! the seed's entries in `GET /v1/models`. Errors are `{error_code, message}`
+//! with the document's statuses; every route answers CORS requests, as the
+//! document promises browsers.
+
+use std::time::Duration;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use inferd_core::generate::{scenario_prompt, GenerateRequest, Sampling};
+use inferd_core::{CoreError, ErrorKind};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tower_http::cors::CorsLayer;
+
+use crate::body::{self, BodyError};
+use crate::AppState;
+
+/// A remote backend that does not answer its probe within this is unhealthy.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/generate", post(generate))
+        .route("/health", get(health))
+        .route("/health/full", get(health_full))
+        .layer(CorsLayer::permissive())
+}
+
+pub struct GatewayError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl GatewayError {
+    fn invalid(message: impl Into<String>) -> Self {
+        GatewayError {
+            status: StatusCode::BAD_REQUEST,
+            code: "INVALID_REQUEST",
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let body = json!({"error_code": self.code, "message": self.message});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<BodyError> for GatewayError {
+    fn from(e: BodyError) -> Self {
+        let code = if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+            "PAYLOAD_TOO_LARGE"
+        } else {
+            "INVALID_REQUEST"
+        };
+        GatewayError {
+            status: e.status,
+            code,
+            message: e.message,
+        }
+    }
+}
+
+impl From<CoreError> for GatewayError {
+    fn from(e: CoreError) -> Self {
+        use StatusCode as S;
+        let (status, code) = match &e {
+            CoreError::ModelNotFound(_)
+            | CoreError::VersionNotFound { .. }
+            | CoreError::UnsupportedTask { .. } => (S::BAD_REQUEST, "MODEL_NOT_FOUND"),
+            CoreError::PromptFormat { .. } => (S::BAD_REQUEST, "PROMPT_FORMAT_FAILED"),
+            CoreError::DeadlineExceeded { .. } => (S::GATEWAY_TIMEOUT, "INFERENCE_TIMEOUT"),
+            CoreError::Downstream { .. } => (S::SERVICE_UNAVAILABLE, "DOWNSTREAM_REQUEST_FAILED"),
+            CoreError::UpstreamStatus { .. } => (S::INTERNAL_SERVER_ERROR, "TGI_SERVER_ERROR"),
+            _ => match e.kind() {
+                ErrorKind::InvalidInput | ErrorKind::Unsupported | ErrorKind::Conflict => {
+                    (S::BAD_REQUEST, "INVALID_REQUEST")
+                }
+                ErrorKind::TooLarge => (S::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+                ErrorKind::NotFound => (S::BAD_REQUEST, "MODEL_NOT_FOUND"),
+                ErrorKind::Overloaded => (S::SERVICE_UNAVAILABLE, "MODEL_OVERLOADED"),
+                ErrorKind::NotReady | ErrorKind::Unavailable => {
+                    (S::SERVICE_UNAVAILABLE, "MODEL_UNAVAILABLE")
+                }
+                ErrorKind::Timeout => (S::GATEWAY_TIMEOUT, "INFERENCE_TIMEOUT"),
+                ErrorKind::Upstream => (S::INTERNAL_SERVER_ERROR, "TGI_SERVER_ERROR"),
+                ErrorKind::Internal => (S::INTERNAL_SERVER_ERROR, "INFERENCE_FAILED"),
+            },
+        };
+        GatewayError {
+            status,
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenerateBody {
+    model_id: String,
+    inputs: String,
+    #[serde(default = "base")]
+    scenario: String,
+    #[serde(default)]
+    parameters: Parameters,
+}
+
+fn base() -> String {
+    "base".into()
+}
+
+/// Seed 002's parameters (with its defaults), plus the usual `top_k`,
+/// `repetition_penalty` and `seed`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Parameters {
+    max_new_tokens: Option<u32>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<u32>,
+    do_sample: Option<bool>,
+    repetition_penalty: Option<f32>,
+    seed: Option<u64>,
+    stop: Option<Vec<String>>,
+}
+
+impl Parameters {
+    fn sampling(self) -> Sampling {
+        let d = Sampling::default();
+        Sampling {
+            max_new_tokens: self.max_new_tokens.unwrap_or(d.max_new_tokens),
+            temperature: self.temperature.unwrap_or(d.temperature),
+            top_p: self.top_p.unwrap_or(d.top_p),
+            top_k: self.top_k.unwrap_or(d.top_k),
+            do_sample: self.do_sample.unwrap_or(d.do_sample),
+            repetition_penalty: self.repetition_penalty.unwrap_or(d.repetition_penalty),
+            seed: self.seed,
+            stop: self.stop.unwrap_or_default(),
+        }
+    }
+}
+
+async fn generate(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, GatewayError> {
+    let bytes = body::bytes(body, state.max_body_bytes)?;
+    let req: GenerateBody = body::json(&bytes)?;
+    if req.inputs.trim().is_empty() {
+        return Err(GatewayError::invalid("'inputs' must be a non-empty string"));
+    }
+    let sampling = req.parameters.sampling();
+    sampling.validate()?;
+    let names = state.manager.text_model_names();
+    if !names.contains(&req.model_id) {
+        return Err(GatewayError {
+            status: StatusCode::BAD_REQUEST,
+            code: "MODEL_NOT_FOUND",
+            message: format!(
+                "model_id '{}' is not supported; text models here are {names:?}",
+                req.model_id
+            ),
+        });
+    }
+    let model = state.manager.text_model(&req.model_id).await?;
+    let config = state.manager.info(&req.model_id, Some(model.version()))?.config;
+    let prompt = scenario_prompt(&req.model_id, &config.scenarios, &req.scenario, &req.inputs)?;
+    let done = model
+        .start(GenerateRequest { prompt, sampling })?
+        .collect()
+        .await?;
+    Ok(Json(json!({
+        "generated_text": done.text,
+        "model": model.info().served_name,
+        "tokens": done.finished.generated_tokens,
+    })))
+}
+
+/// A text model's state as the index knows it, without loading anything.
+fn indexed_status(state: &AppState, name: &str) -> (&'static str, Option<String>) {
+    let rows: Vec<_> = state
+        .manager
+        .index()
+        .into_iter()
+        .filter(|r| r.name == name)
+        .collect();
+    if rows.iter().any(|r| r.state == "READY") {
+        return ("healthy", None);
+    }
+    if rows.iter().any(|r| r.state == "LOADING") {
+        return ("loading", None);
+    }
+    let broken = rows.iter().find(|r| {
+        r.state == "UNAVAILABLE" && r.reason != "unloaded" && !r.reason.starts_with("not loaded")
+    });
+    match broken {
+        Some(r) => ("unhealthy", Some(r.reason.clone())),
+        None => ("unloaded", None),
+    }
+}
+
+fn overall(statuses: &Map<String, Value>) -> &'static str {
+    let bad = statuses.values().filter(|s| *s == "unhealthy").count();
+    match bad {
+        0 => "healthy",
+        n if n == statuses.len() => "unhealthy",
+        _ => "degraded",
+    }
+}
+
+/// `GET /health`: every text model's state as it stands, loading nothing.
+async fn health(State(state): State<AppState>) -> Json<Value> {
+    let mut models = Map::new();
+    for name in state.manager.text_model_names() {
+        let (status, _) = indexed_status(&state, &name);
+        models.insert(name, json!(status));
+    }
+    Json(json!({
+        "status": overall(&models),
+        "total": models.len(),
+        "models": models,
+    }))
+}
+
+/// `GET /health/full`: checks every text model now, loading it if needed and
+/// probing remote servers, all at once; `reasons` says why one is unhealthy.
+async fn health_full(State(state): State<AppState>) -> Json<Value> {
+    let names = state.manager.text_model_names();
+    let probes = names.iter().map(|name| {
+        let state = state.clone();
+        let name = name.clone();
+        tokio::spawn(async move {
+            if let ("unhealthy", reason) = indexed_status(&state, &name) {
+                return (name, reason);
+            }
+            let checked = tokio::time::timeout(PROBE_TIMEOUT, async {
+                let model = state.manager.text_model(&name).await.map_err(|e| e.to_string())?;
+                model.probe().await
+            })
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {PROBE_TIMEOUT:?}")));
+            (name, checked.err())
+        })
+    });
+    let mut details = Map::new();
+    let mut reasons = Map::new();
+    for probe in probes.collect::<Vec<_>>() {
+        let Ok((name, failure)) = probe.await else {
+            continue;
+        };
+        match failure {
+            None => {
+                details.insert(name, json!("healthy"));
+            }
+            Some(reason) => {
+                details.insert(name.clone(), json!("unhealthy"));
+                reasons.insert(name, json!(reason));
+            }
+        }
+    }
+    let healthy = details.values().filter(|s| *s == "healthy").count();
+    Json(json!({
+        "status": overall(&details),
+        "total": details.len(),
+        "healthy": healthy,
+        "details": details,
+        "reasons": reasons,
+    }))
+}
+
+/// Seed 002's entry for a model in `GET /v1/models`.
+pub fn model_entry(state: &AppState, name: &str) -> Value {
+    let Ok(info) = state.manager.info(name, None) else {
+        return json!({"id": name, "name": name, "status": "unhealthy", "supports": [], "endpoint": null});
+    };
+    let text = info.config.task.as_deref() == Some(inferd_core::generate::TEXT_GENERATION);
+    let loaded = state.manager.loaded_text_info(name);
+    let served = loaded
+        .as_ref()
+        .map(|i| i.served_name.clone())
+        .or_else(|| info.config.parameters.get("served_name").cloned())
+        .unwrap_or_else(|| name.to_owned());
+    let supports: Vec<&str> = if text {
+        vec!["completion", "instruct"]
+    } else {
+        info.tasks()
+    };
+    let endpoint = info
+        .config
+        .parameters
+        .get("endpoint")
+        .cloned()
+        .unwrap_or_else(|| "local".into());
+    json!({
+        "id": name,
+        "name": served,
+        "status": indexed_status(state, name).0,
+        "supports": supports,
+        "endpoint": endpoint,
+    })
+}
