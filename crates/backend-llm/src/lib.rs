@@ -72,6 +72,9 @@ struct Settings {
     /// a long prompt never stalls the sequences already decoding.
     prefill_chunk: usize,
     chat_template: Option<String>,
+    /// The name answers report (seed 002's `model`, TGI's `model_id`); the
+    /// GGUF's `general.name` when not given.
+    served_name: Option<String>,
     /// New tokens for the tensor path, which has no sampling parameters.
     default_max_new_tokens: u32,
 }
@@ -98,6 +101,7 @@ impl Settings {
             threads: param(spec, "threads", cores)?,
             prefill_chunk: param(spec, "prefill_chunk", 256)?,
             chat_template: spec.config.parameters.get("chat_template").cloned(),
+            served_name: spec.config.parameters.get("served_name").cloned(),
             default_max_new_tokens: param(spec, "max_new_tokens", 128)?,
         };
         if !(1..=64).contains(&s.slots) {
@@ -197,9 +201,10 @@ impl LlmModel {
             ),
             None => model.chat_template(None).ok(),
         };
-        let served_name = model
-            .meta_val_str("general.name")
-            .ok()
+        let served_name = settings
+            .served_name
+            .clone()
+            .or_else(|| model.meta_val_str("general.name").ok())
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| {
                 settings

@@ -114,6 +114,8 @@ fn python_clients_pass_against_the_default_models() {
         ])
         .current_dir(workspace())
         .env("INFERD_URL", server.url())
+        // The remote-backend tests start a second server that routes to this one.
+        .env("INFERD_BIN", env!("CARGO_BIN_EXE_inferd"))
         .output()
         .expect("running pytest");
     let text = format!(

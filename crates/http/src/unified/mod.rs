@@ -9,6 +9,7 @@ mod jobs;
 mod request;
 mod run;
 mod stats;
+mod text;
 mod ws;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use inferd_core::codec::{tensor_from_json, tensor_to_json};
+use inferd_core::generate::TEXT_GENERATION;
 use inferd_core::{
     DataType, InferRequest, ModelInfo, FEATURE_EXTRACTION, IMAGE_CLASSIFICATION, TENSORS,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
 
 use super::UnifiedError;
 use crate::{rows, AppState};
@@ -32,7 +34,7 @@ pub const KNOWN_TASKS: [&str; 4] = [
     TENSORS,
     IMAGE_CLASSIFICATION,
     FEATURE_EXTRACTION,
-    "text-generation",
+    TEXT_GENERATION,
 ];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -63,7 +65,7 @@ fn task_name(task: &str) -> Option<&'static str> {
         "tensors" | "tensor" => Some(TENSORS),
         "image-classification" | "classify" => Some(IMAGE_CLASSIFICATION),
         "feature-extraction" | "embeddings" | "embedding" => Some(FEATURE_EXTRACTION),
-        "text-generation" | "generate" => Some("text-generation"),
+        "text-generation" | "generate" => Some(TEXT_GENERATION),
         _ => None,
     }
 }
@@ -120,7 +122,12 @@ fn timeout(options: &Map<String, Value>) -> Result<Option<Duration>, UnifiedErro
 }
 
 /// Runs a checked request; the value is the document's `result`.
-pub async fn execute(state: &AppState, c: &Checked) -> Result<Value, UnifiedError> {
+/// A text generation also sends each token's text to `tokens`, when given.
+pub async fn execute(
+    state: &AppState,
+    c: &Checked,
+    tokens: Option<&mpsc::Sender<String>>,
+) -> Result<Value, UnifiedError> {
     let data = c
         .req
         .data
@@ -131,6 +138,7 @@ pub async fn execute(state: &AppState, c: &Checked) -> Result<Value, UnifiedErro
         TENSORS => tensors(state, c, data, timeout).await,
         IMAGE_CLASSIFICATION => classify(state, c, data, timeout).await,
         FEATURE_EXTRACTION => embed(state, c, data, timeout).await,
+        TEXT_GENERATION => super::text::generate(state, c, data, tokens).await,
         other => Err(UnifiedError::unsupported(format!(
             "no model in this build can do {other}"
         ))),

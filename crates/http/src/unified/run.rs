@@ -9,6 +9,7 @@ use axum::Json;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 
 use super::request::{check, execute, UnifiedRequest};
 use super::{now, UnifiedError};
@@ -24,6 +25,15 @@ pub(super) type Done = (Value, String, String, String);
 /// Checks and runs one request, recording it in the face's statistics under
 /// the task and model it resolved to (or as sent, when it did not resolve).
 pub(super) async fn one(state: &AppState, req: UnifiedRequest) -> Result<Done, UnifiedError> {
+    one_streaming(state, req, None).await
+}
+
+/// As `one`; a text generation also sends each token's text to `tokens`.
+pub(super) async fn one_streaming(
+    state: &AppState,
+    req: UnifiedRequest,
+    tokens: Option<&mpsc::Sender<String>>,
+) -> Result<Done, UnifiedError> {
     let started = Instant::now();
     // Requests that do not resolve are counted under one series each for an
     // unknown task or model, so invented names cannot grow the statistics.
@@ -32,7 +42,7 @@ pub(super) async fn one(state: &AppState, req: UnifiedRequest) -> Result<Done, U
         let checked = check(state, req)?;
         task = checked.task.to_string();
         model = checked.req.model_name.clone();
-        let value = execute(state, &checked).await?;
+        let value = execute(state, &checked, tokens).await?;
         Ok((
             value,
             task.clone(),

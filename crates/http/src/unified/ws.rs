@@ -11,9 +11,13 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+/// Tokens a slow client has not read yet; past this the generation waits.
+const TOKENS_BUFFERED: usize = 64;
 
 use super::request::UnifiedRequest;
-use super::run::{one, success};
+use super::run::{one_streaming, success};
 use super::{now, UnifiedError};
 use crate::AppState;
 
@@ -26,7 +30,10 @@ pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Res
 async fn session(state: AppState, mut socket: WebSocket) {
     while let Some(Ok(message)) = socket.recv().await {
         let reply = match message {
-            Message::Text(text) => answer(&state, text.as_str()).await,
+            Message::Text(text) => match answer(&state, text.as_str(), &mut socket).await {
+                Some(reply) => reply,
+                None => return,
+            },
             Message::Binary(_) => error_message(
                 Value::Null,
                 &UnifiedError::invalid("send requests as JSON text messages, not binary"),
@@ -49,14 +56,16 @@ fn error_message(id: Value, e: &UnifiedError) -> Value {
     json!({ "type": "error", "id": id, "success": false, "error": e.body(), "timestamp": now() })
 }
 
-async fn answer(state: &AppState, text: &str) -> Value {
+/// The reply to one message, after streaming any tokens; None once the client
+/// has gone.
+async fn answer(state: &AppState, text: &str, socket: &mut WebSocket) -> Option<Value> {
     let mut raw: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            return error_message(
+            return Some(error_message(
                 Value::Null,
                 &UnifiedError::invalid(format!("message is not valid JSON: {e}")),
-            )
+            ))
         }
     };
     let id = raw
@@ -66,14 +75,34 @@ async fn answer(state: &AppState, text: &str) -> Value {
     let req: UnifiedRequest = match serde_json::from_value(raw) {
         Ok(r) => r,
         Err(e) => {
-            return error_message(
+            return Some(error_message(
                 id,
                 &UnifiedError::invalid(format!("message is not a valid request: {e}")),
-            )
+            ))
         }
     };
     let started = Instant::now();
-    match one(state, req).await {
+    let (tx, mut rx) = mpsc::channel::<String>(TOKENS_BUFFERED);
+    let run = one_streaming(state, req, Some(&tx));
+    tokio::pin!(run);
+    let result = loop {
+        tokio::select! {
+            result = &mut run => break result,
+            Some(token) = rx.recv() => {
+                let message = json!({"type": "token", "id": id, "token": token});
+                if socket.send(Message::Text(message.to_string().into())).await.is_err() {
+                    return None;
+                }
+            }
+        }
+    };
+    while let Ok(token) = rx.try_recv() {
+        let message = json!({"type": "token", "id": id, "token": token});
+        if socket.send(Message::Text(message.to_string().into())).await.is_err() {
+            return None;
+        }
+    }
+    Some(match result {
         Ok(done) => {
             let mut message = success(done, started);
             message["type"] = json!("result");
@@ -81,5 +110,5 @@ async fn answer(state: &AppState, text: &str) -> Value {
             message
         }
         Err(e) => error_message(id, &e),
-    }
+    })
 }
