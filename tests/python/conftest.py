@@ -11,6 +11,7 @@ Tests that unload a model load it again before they finish, so the server is
 left as it was found.
 """
 
+import json
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -69,3 +70,37 @@ def digits_row():
     row = [float(x) for x in text.split()]
     assert len(row) == 64
     return row
+
+
+# --- text generation (SmolLM2, scripts/fetch-models) ---------------------------------
+
+LLM = "smollm2"
+LLM_GGUF = REPO_ROOT / "models" / LLM / "1" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="module")
+def llm(base_url, http):
+    """The name of the served SmolLM2 model, once it is loaded: skips when its
+    weights were never fetched, loads it again when an earlier test evicted it."""
+    ready = http.get(f"{base_url}/v2/models/{LLM}/ready", timeout=10)
+    if ready.status_code != 200:
+        if not LLM_GGUF.is_file():
+            pytest.skip(f"{LLM} is not ready ({ready.text.strip()}); run scripts/fetch-models")
+        http.post(f"{base_url}/v2/repository/models/{LLM}/load", json={}, timeout=120)
+        ready = http.get(f"{base_url}/v2/models/{LLM}/ready", timeout=10)
+        if ready.status_code != 200:
+            pytest.fail(f"{LLM} has its weights but is not ready: {ready.status_code} {ready.text}")
+    return LLM
+
+
+def sse_data(resp):
+    """The JSON payloads of a server-sent-event response, as they arrive
+    (`data:{...}` and `data: {...}` alike); stops at OpenAI's `data: [DONE]`."""
+    for raw in resp.iter_lines():
+        line = raw.decode("utf-8")
+        if not line.startswith("data:"):
+            continue  # blank separators, `:` keep-alive comments, `event:` lines
+        payload = line[len("data:"):].strip()
+        if payload == "[DONE]":
+            return
+        yield json.loads(payload)

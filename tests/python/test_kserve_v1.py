@@ -26,8 +26,10 @@ def test_list_models(http, base_url):
     body = resp.json()
     assert isinstance(body, dict)
     assert isinstance(body["models"], list)
+    # One entry per model, seed 002's shape: {"id", "name", "status", "supports", "endpoint"}.
+    ids = [m["id"] for m in body["models"]]
     for m in MODELS:
-        assert m in body["models"]
+        assert m in ids
 
 
 def test_model_status(http, base_url):

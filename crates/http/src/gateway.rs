@@ -26,10 +26,13 @@ use crate::AppState;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn routes() -> Router<AppState> {
+    // The layer answers preflights only for methods a route has, so each route
+    // takes OPTIONS too (the layer replies before the handler runs).
+    let preflight = || async { StatusCode::NO_CONTENT };
     Router::new()
-        .route("/v1/generate", post(generate))
-        .route("/health", get(health))
-        .route("/health/full", get(health_full))
+        .route("/v1/generate", post(generate).options(preflight))
+        .route("/health", get(health).options(preflight))
+        .route("/health/full", get(health_full).options(preflight))
         .layer(CorsLayer::permissive())
 }
 

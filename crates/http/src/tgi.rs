@@ -242,14 +242,21 @@ async fn read(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<G
 async fn compat(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
     match read(&state, body).await {
         Ok(b) if b.stream => stream(state, b).await.into_response(),
-        Ok(b) => run(state, b).await.into_response(),
+        // TGI answers its root route with a list, which its client reads.
+        Ok(b) => match run(state, b).await {
+            Ok((headers, answer)) => (headers, Json(json!([answer]))).into_response(),
+            Err(e) => e.into_response(),
+        },
         Err(e) => e.into_response(),
     }
 }
 
 async fn generate(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
     match read(&state, body).await {
-        Ok(b) => run(state, b).await.into_response(),
+        Ok(b) => match run(state, b).await {
+            Ok((headers, answer)) => (headers, Json(answer)).into_response(),
+            Err(e) => e.into_response(),
+        },
         Err(e) => e.into_response(),
     }
 }
@@ -264,7 +271,9 @@ async fn generate_stream(
     }
 }
 
-async fn run(state: AppState, body: GenerateBody) -> Result<Response, TgiError> {
+type Answer = ([(&'static str, String); 2], Value);
+
+async fn run(state: AppState, body: GenerateBody) -> Result<Answer, TgiError> {
     let checked = check(body)?;
     let model = served(&state).await?;
     let done = model.start(checked.req)?.collect().await?;
@@ -280,7 +289,7 @@ async fn run(state: AppState, body: GenerateBody) -> Result<Response, TgiError> 
         ("x-prompt-tokens", done.finished.prompt_tokens.to_string()),
         ("x-generated-tokens", done.finished.generated_tokens.to_string()),
     ];
-    Ok((headers, Json(answer)).into_response())
+    Ok((headers, answer))
 }
 
 /// Token events; the last token carries the whole text and the details, so

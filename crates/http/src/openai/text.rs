@@ -119,8 +119,7 @@ impl Common {
             seed: self.seed,
             stop,
         };
-        s.validate()
-            .map_err(|e| OpenAiError::invalid(e.to_string(), "max_tokens"))?;
+        s.validate()?;
         Ok(s)
     }
 
