@@ -37,6 +37,9 @@ fn backends() -> Vec<Arc<dyn Backend>> {
         Arc::new(inferd_backend_builtin::BuiltinBackend),
         Arc::new(inferd_backend_embed::EmbedBackend),
         Arc::new(inferd_backend_llm::LlamaCppBackend),
+        Arc::new(inferd_backend_remote::RemoteBackend::tgi()),
+        Arc::new(inferd_backend_remote::RemoteBackend::openai()),
+        Arc::new(inferd_backend_remote::RemoteBackend::ollama()),
     ]
 }
 

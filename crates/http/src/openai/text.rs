@@ -246,7 +246,15 @@ async fn run(
     id_prefix: &str,
 ) -> Result<Response, OpenAiError> {
     let sampling = common.sampling()?;
-    let model = state.manager.text_model(&common.model).await?;
+    // TGI's OpenAI routes serve their one model whatever `model` says, and TGI
+    // clients (inferd's own tgi backend among them) send "tgi": it names the
+    // model the TGI face serves.
+    let name = match common.model.as_str() {
+        "tgi" => state.manager.text_model_names().into_iter().next(),
+        other => Some(other.to_owned()),
+    }
+    .unwrap_or_default();
+    let model = state.manager.text_model(&name).await?;
     let mut generation = model.start(GenerateRequest { prompt, sampling })?;
     let id = format!("{id_prefix}-{}", uuid::Uuid::new_v4().simple());
     let created = now();
