@@ -85,7 +85,9 @@ fn sampler(model: &LlamaModel, s: &Sampling) -> (LlamaSampler, Option<u64>) {
 fn logprob(logits: &[f32], token: LlamaToken) -> f32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
-    logits.get(token.0 as usize).map_or(f32::NAN, |l| l - max - sum.ln())
+    logits
+        .get(token.0 as usize)
+        .map_or(f32::NAN, |l| l - max - sum.ln())
 }
 
 pub(crate) fn run(

@@ -114,7 +114,9 @@ impl Settings {
             );
         }
         if s.max_input_tokens == 0 || s.max_input_tokens >= s.max_total_tokens {
-            return Err("model.toml: max_input_tokens must be above 0 and below max_total_tokens".into());
+            return Err(
+                "model.toml: max_input_tokens must be above 0 and below max_total_tokens".into(),
+            );
         }
         if s.timeout.is_zero() {
             return Err("model.toml: timeout_ms must be above 0".into());
@@ -192,8 +194,9 @@ pub struct LlmModel {
 impl LlmModel {
     fn load(name: &str, settings: Settings) -> Result<LlmModel, BackendError> {
         let backend = llama().map_err(BackendError::Load)?;
-        let model = LlamaModel::load_from_file(backend, &settings.file, &LlamaModelParams::default())
-            .map_err(|e| BackendError::Load(format!("{}: {e}", settings.file.display())))?;
+        let model =
+            LlamaModel::load_from_file(backend, &settings.file, &LlamaModelParams::default())
+                .map_err(|e| BackendError::Load(format!("{}: {e}", settings.file.display())))?;
         let template = match &settings.chat_template {
             Some(name) => Some(
                 LlamaChatTemplate::new(name)
@@ -238,7 +241,9 @@ impl LlmModel {
         };
         let n_batch = (settings.prefill_chunk + settings.slots) as u32;
         let ctx_params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(settings.slots as u32 * settings.max_total_tokens))
+            .with_n_ctx(NonZeroU32::new(
+                settings.slots as u32 * settings.max_total_tokens,
+            ))
             .with_n_batch(n_batch)
             .with_n_ubatch(n_batch)
             .with_n_seq_max(settings.slots as u32)
@@ -255,7 +260,9 @@ impl LlmModel {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("llm-decode".into())
-                .spawn(move || engine::run(&shared, backend, ctx_params, n_batch as usize, ready_tx))
+                .spawn(move || {
+                    engine::run(&shared, backend, ctx_params, n_batch as usize, ready_tx)
+                })
                 .map_err(|e| BackendError::Load(format!("cannot start the decode thread: {e}")))?
         };
         match ready_rx.recv() {
@@ -307,13 +314,20 @@ impl LlmModel {
     fn tokens(&self, text: &str) -> Vec<LlamaToken> {
         // Special tokens in the text are parsed, as TGI and llama-server do, so
         // a raw prompt may carry its own chat markup.
-        self.shared.model.vocab().tokenize(text.as_bytes(), true, true)
+        self.shared
+            .model
+            .vocab()
+            .tokenize(text.as_bytes(), true, true)
     }
 }
 
 impl Drop for LlmModel {
     fn drop(&mut self) {
-        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()).shutdown = true;
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .shutdown = true;
         self.shared.wake.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -333,7 +347,8 @@ impl Generator for LlmModel {
             .tokens(text)
             .into_iter()
             .map(|t| {
-                let piece = String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned();
+                let piece =
+                    String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned();
                 let start = at.min(text.len());
                 at += piece.len();
                 TokenSpan {
@@ -401,7 +416,12 @@ impl Generator for LlmModel {
     }
 
     fn probe(&self) -> Probe<'_> {
-        let alive = !self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()).shutdown;
+        let alive = !self
+            .shared
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .shutdown;
         Box::pin(async move {
             if alive {
                 Ok(())

@@ -146,7 +146,9 @@ async fn a_dropped_stream_frees_its_slot() {
     };
     let g = model.generator().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut long = g.start("smollm2", greedy(PROMPTS[1], 1000), deadline).unwrap();
+    let mut long = g
+        .start("smollm2", greedy(PROMPTS[1], 1000), deadline)
+        .unwrap();
     assert!(matches!(long.recv().await, Some(Event::Token(_))));
     // The one slot is busy and the queue holds one: a third request is refused.
     let waiting = g.start("smollm2", greedy(PROMPTS[0], 4), deadline).unwrap();
@@ -166,9 +168,13 @@ async fn budgets_and_deadlines_give_clear_errors() {
     let g = model.generator().unwrap();
     let far = Instant::now() + Duration::from_secs(60);
     let long_prompt = "hello ".repeat(3000);
-    let e = g.start("smollm2", greedy(&long_prompt, 8), far).unwrap_err();
+    let e = g
+        .start("smollm2", greedy(&long_prompt, 8), far)
+        .unwrap_err();
     assert!(e.to_string().contains("more than the 1536 allowed"), "{e}");
-    let e = g.start("smollm2", greedy(PROMPTS[0], 2046), far).unwrap_err();
+    let e = g
+        .start("smollm2", greedy(PROMPTS[0], 2046), far)
+        .unwrap_err();
     assert!(e.to_string().contains("max_total_tokens"), "{e}");
     let soon = Instant::now() + Duration::from_millis(150);
     let mut rx = g.start("smollm2", greedy(PROMPTS[1], 1000), soon).unwrap();
@@ -178,5 +184,8 @@ async fn budgets_and_deadlines_give_clear_errors() {
             other => break other,
         }
     };
-    assert!(matches!(last, Event::Failed(ref e) if e.kind() == inferd_core::ErrorKind::Timeout), "{last:?}");
+    assert!(
+        matches!(last, Event::Failed(ref e) if e.kind() == inferd_core::ErrorKind::Timeout),
+        "{last:?}"
+    );
 }

@@ -136,7 +136,11 @@ pub enum CoreError {
     #[error("model '{model}': prompt formatting failed: {reason}")]
     PromptFormat { model: String, reason: String },
     #[error("model '{model}': the prompt is {tokens} tokens, more than the {max} allowed")]
-    PromptTooLong { model: String, tokens: usize, max: u32 },
+    PromptTooLong {
+        model: String,
+        tokens: usize,
+        max: u32,
+    },
     #[error("model '{model}': cannot reach {endpoint}: {reason}")]
     Downstream {
         model: String,

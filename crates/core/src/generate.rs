@@ -496,13 +496,34 @@ mod tests {
         let ok = Sampling::default();
         assert!(ok.validate().is_ok());
         for bad in [
-            Sampling { temperature: 3.0, ..ok.clone() },
-            Sampling { max_new_tokens: 0, ..ok.clone() },
-            Sampling { max_new_tokens: MAX_NEW_TOKENS + 1, ..ok.clone() },
-            Sampling { top_p: 0.0, ..ok.clone() },
-            Sampling { repetition_penalty: 0.0, ..ok.clone() },
-            Sampling { stop: vec!["a".into(); 5], ..ok.clone() },
-            Sampling { stop: vec![String::new()], ..ok.clone() },
+            Sampling {
+                temperature: 3.0,
+                ..ok.clone()
+            },
+            Sampling {
+                max_new_tokens: 0,
+                ..ok.clone()
+            },
+            Sampling {
+                max_new_tokens: MAX_NEW_TOKENS + 1,
+                ..ok.clone()
+            },
+            Sampling {
+                top_p: 0.0,
+                ..ok.clone()
+            },
+            Sampling {
+                repetition_penalty: 0.0,
+                ..ok.clone()
+            },
+            Sampling {
+                stop: vec!["a".into(); 5],
+                ..ok.clone()
+            },
+            Sampling {
+                stop: vec![String::new()],
+                ..ok.clone()
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }

@@ -18,7 +18,7 @@ pub use backend::{Backend, BackendError, LoadSpec, LoadedModel};
 pub use config::{ModelConfig, SpecType, TensorSpec};
 pub use error::{CoreError, CoreResult, ErrorKind};
 pub use manager::{
-    Collected, Generation, InferRequest, InferResponse, Manager, ManagerConfig, ModelInfo, Outcome, FEATURE_EXTRACTION,
-    IMAGE_CLASSIFICATION, TENSORS, TextModel,
+    Collected, Generation, InferRequest, InferResponse, Manager, ManagerConfig, ModelInfo, Outcome,
+    TextModel, FEATURE_EXTRACTION, IMAGE_CLASSIFICATION, TENSORS,
 };
 pub use tensor::{DataType, Tensor, TensorData};

@@ -177,7 +177,10 @@ async fn generate(
         });
     }
     let model = state.manager.text_model(&req.model_id).await?;
-    let config = state.manager.info(&req.model_id, Some(model.version()))?.config;
+    let config = state
+        .manager
+        .info(&req.model_id, Some(model.version()))?
+        .config;
     let prompt = scenario_prompt(&req.model_id, &config.scenarios, &req.scenario, &req.inputs)?;
     let done = model
         .start(GenerateRequest { prompt, sampling })?
@@ -248,7 +251,11 @@ async fn health_full(State(state): State<AppState>) -> Json<Value> {
                 return (name, reason);
             }
             let checked = tokio::time::timeout(PROBE_TIMEOUT, async {
-                let model = state.manager.text_model(&name).await.map_err(|e| e.to_string())?;
+                let model = state
+                    .manager
+                    .text_model(&name)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 model.probe().await
             })
             .await

@@ -66,7 +66,10 @@ where
             (CONTENT_TYPE, content_type),
             (CACHE_CONTROL, "no-cache"),
             // Proxies (nginx) must pass tokens on as they come.
-            (axum::http::HeaderName::from_static("x-accel-buffering"), "no"),
+            (
+                axum::http::HeaderName::from_static("x-accel-buffering"),
+                "no",
+            ),
         ],
         Body::from_stream(Frames(rx)),
     )

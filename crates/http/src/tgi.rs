@@ -11,9 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use inferd_core::generate::{
-    Event, GenerateRequest, Prompt, Sampling, Token, MAX_STOP_SEQUENCES,
-};
+use inferd_core::generate::{Event, GenerateRequest, Prompt, Sampling, Token, MAX_STOP_SEQUENCES};
 use inferd_core::{Collected, CoreError, ErrorKind, TextModel};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -146,7 +144,11 @@ fn check(body: GenerateBody) -> Result<Checked, TgiError> {
     // TGI: without `parameters` sampling is on; with them, it is off unless asked.
     let sample_by_default = body.parameters.is_none();
     let p = body.parameters.unwrap_or_default();
-    let refuse = |what: &str| Err(TgiError::validation(format!("{what} is not supported by inferd")));
+    let refuse = |what: &str| {
+        Err(TgiError::validation(format!(
+            "{what} is not supported by inferd"
+        )))
+    };
     if p.best_of.is_some_and(|b| b > 1) {
         return refuse("`best_of` > 1");
     }
@@ -175,7 +177,9 @@ fn check(body: GenerateBody) -> Result<Checked, TgiError> {
         return refuse("`adapter_id`");
     }
     if p.temperature.is_some_and(|t| t <= 0.0) {
-        return Err(TgiError::validation("`temperature` must be strictly positive"));
+        return Err(TgiError::validation(
+            "`temperature` must be strictly positive",
+        ));
     }
     if p.stop.len() > MAX_STOP_SEQUENCES {
         return Err(TgiError::validation(format!(
@@ -184,7 +188,9 @@ fn check(body: GenerateBody) -> Result<Checked, TgiError> {
         )));
     }
     let sampling = Sampling {
-        max_new_tokens: p.max_new_tokens.unwrap_or(Sampling::default().max_new_tokens),
+        max_new_tokens: p
+            .max_new_tokens
+            .unwrap_or(Sampling::default().max_new_tokens),
         temperature: p.temperature.unwrap_or(1.0),
         top_p: p.top_p.unwrap_or(1.0),
         top_k: p.top_k.unwrap_or(0),
@@ -195,7 +201,10 @@ fn check(body: GenerateBody) -> Result<Checked, TgiError> {
     };
     sampling.validate()?;
     Ok(Checked {
-        full_text: p.return_full_text.unwrap_or(false).then(|| body.inputs.clone()),
+        full_text: p
+            .return_full_text
+            .unwrap_or(false)
+            .then(|| body.inputs.clone()),
         req: GenerateRequest {
             prompt: Prompt::Text(body.inputs),
             sampling,
@@ -234,7 +243,10 @@ fn details_json(done: &Collected) -> Value {
     })
 }
 
-async fn read(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<GenerateBody, TgiError> {
+async fn read(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<GenerateBody, TgiError> {
     let bytes = body::bytes(body, state.max_body_bytes)?;
     Ok(body::json(&bytes)?)
 }
@@ -287,7 +299,10 @@ async fn run(state: AppState, body: GenerateBody) -> Result<Answer, TgiError> {
     }
     let headers = [
         ("x-prompt-tokens", done.finished.prompt_tokens.to_string()),
-        ("x-generated-tokens", done.finished.generated_tokens.to_string()),
+        (
+            "x-generated-tokens",
+            done.finished.generated_tokens.to_string(),
+        ),
     ];
     Ok((headers, answer))
 }
@@ -299,52 +314,55 @@ async fn stream(state: AppState, body: GenerateBody) -> Result<Response, TgiErro
     let model = served(&state).await?;
     let mut generation = model.start(checked.req)?;
     let prefix = checked.full_text.unwrap_or_default();
-    Ok(streaming("text/event-stream", move |sink: Sink| async move {
-        let mut text = prefix;
-        let mut held: Option<Token> = None;
-        let mut index = 0u32;
-        let frame = |v: Value| format!("data:{v}\n\n");
-        while let Some(event) = sink.next(&mut generation).await {
-            match event {
-                Event::Token(t) => {
-                    text.push_str(&t.text);
-                    if let Some(prev) = held.replace(t) {
-                        index += 1;
-                        let v = json!({"index": index, "token": token_json(&prev), "top_tokens": null, "generated_text": null, "details": null});
-                        if !sink.send(frame(v)).await {
-                            return;
+    Ok(streaming(
+        "text/event-stream",
+        move |sink: Sink| async move {
+            let mut text = prefix;
+            let mut held: Option<Token> = None;
+            let mut index = 0u32;
+            let frame = |v: Value| format!("data:{v}\n\n");
+            while let Some(event) = sink.next(&mut generation).await {
+                match event {
+                    Event::Token(t) => {
+                        text.push_str(&t.text);
+                        if let Some(prev) = held.replace(t) {
+                            index += 1;
+                            let v = json!({"index": index, "token": token_json(&prev), "top_tokens": null, "generated_text": null, "details": null});
+                            if !sink.send(frame(v)).await {
+                                return;
+                            }
                         }
                     }
-                }
-                Event::Done(f) => {
-                    let last = held.take().unwrap_or(Token {
-                        id: 0,
-                        text: String::new(),
-                        logprob: 0.0,
-                        special: true,
-                    });
-                    let v = json!({
-                        "index": index + 1,
-                        "token": token_json(&last),
-                        "top_tokens": null,
-                        "generated_text": text,
-                        "details": {
-                            "finish_reason": f.reason.tgi(),
-                            "generated_tokens": f.generated_tokens,
-                            "seed": f.seed,
-                            "input_length": f.prompt_tokens,
-                        },
-                    });
-                    sink.send(frame(v)).await;
-                    return;
-                }
-                Event::Failed(e) => {
-                    sink.send(frame(TgiError::from(e).json())).await;
-                    return;
+                    Event::Done(f) => {
+                        let last = held.take().unwrap_or(Token {
+                            id: 0,
+                            text: String::new(),
+                            logprob: 0.0,
+                            special: true,
+                        });
+                        let v = json!({
+                            "index": index + 1,
+                            "token": token_json(&last),
+                            "top_tokens": null,
+                            "generated_text": text,
+                            "details": {
+                                "finish_reason": f.reason.tgi(),
+                                "generated_tokens": f.generated_tokens,
+                                "seed": f.seed,
+                                "input_length": f.prompt_tokens,
+                            },
+                        });
+                        sink.send(frame(v)).await;
+                        return;
+                    }
+                    Event::Failed(e) => {
+                        sink.send(frame(TgiError::from(e).json())).await;
+                        return;
+                    }
                 }
             }
-        }
-    }))
+        },
+    ))
 }
 
 async fn info(State(state): State<AppState>) -> Result<Json<Value>, TgiError> {

@@ -143,7 +143,10 @@ impl Manager {
             return Err(CoreError::UnsupportedTask {
                 model: name.into(),
                 task: TEXT_GENERATION.into(),
-                reason: format!("it runs on '{}', which does not write text", self.info(name, None)?.config.backend),
+                reason: format!(
+                    "it runs on '{}', which does not write text",
+                    self.info(name, None)?.config.backend
+                ),
             });
         }
         Ok(TextModel {
@@ -169,10 +172,15 @@ impl Manager {
     /// What a text model reports, if a version of it is in memory now.
     pub fn loaded_text_info(&self, name: &str) -> Option<GeneratorInfo> {
         let st = self.lock();
-        st.models.get(name)?.versions.values().rev().find_map(|slot| match &slot.state {
-            SlotState::Ready(l) => l.model.generator().map(|g| g.info().clone()),
-            _ => None,
-        })
+        st.models
+            .get(name)?
+            .versions
+            .values()
+            .rev()
+            .find_map(|slot| match &slot.state {
+                SlotState::Ready(l) => l.model.generator().map(|g| g.info().clone()),
+                _ => None,
+            })
     }
 
     pub async fn generate(&self, name: &str, req: GenerateRequest) -> CoreResult<Generation> {

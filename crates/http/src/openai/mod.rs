@@ -86,7 +86,11 @@ impl From<CoreError> for OpenAiError {
                 Some("model_unavailable"),
             ),
             ErrorKind::Conflict => (StatusCode::CONFLICT, "invalid_request_error", None),
-            ErrorKind::Upstream => (StatusCode::BAD_GATEWAY, "server_error", Some("upstream_error")),
+            ErrorKind::Upstream => (
+                StatusCode::BAD_GATEWAY,
+                "server_error",
+                Some("upstream_error"),
+            ),
             ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None),
         };
         OpenAiError {
@@ -110,4 +114,3 @@ impl From<BodyError> for OpenAiError {
         }
     }
 }
-

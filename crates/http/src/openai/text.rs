@@ -79,7 +79,10 @@ fn refuse(param: &'static str, why: &str) -> OpenAiError {
 impl Common {
     fn sampling(&self) -> Result<Sampling, OpenAiError> {
         if self.n.is_some_and(|n| n != 1) {
-            return Err(refuse("n", "must be 1: inferd returns one choice per request"));
+            return Err(refuse(
+                "n",
+                "must be 1: inferd returns one choice per request",
+            ));
         }
         for (param, v) in [
             ("frequency_penalty", self.frequency_penalty),
@@ -89,7 +92,11 @@ impl Common {
                 return Err(refuse(param, "is not supported; use repetition_penalty"));
             }
         }
-        if self.logprobs.as_ref().is_some_and(|v| !v.is_null() && *v != json!(false)) {
+        if self
+            .logprobs
+            .as_ref()
+            .is_some_and(|v| !v.is_null() && *v != json!(false))
+        {
             return Err(refuse("logprobs", "is not supported"));
         }
         if self.logit_bias.as_ref().is_some_and(|v| !v.is_null()) {
@@ -124,7 +131,9 @@ impl Common {
     }
 
     fn include_usage(&self) -> bool {
-        self.stream_options.as_ref().is_some_and(|o| o.include_usage)
+        self.stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage)
     }
 }
 
@@ -135,13 +144,21 @@ fn text_of(content: Option<Value>) -> Result<String, OpenAiError> {
         // Content parts: text ones are joined; images cannot be read here.
         Some(Value::Array(parts)) => parts
             .iter()
-            .map(|p| match (p.get("type").and_then(Value::as_str), p.get("text")) {
-                (Some("text"), Some(Value::String(t))) => Ok(t.as_str()),
-                _ => Err(refuse("messages", "content parts must be {\"type\": \"text\", \"text\": ...}")),
-            })
+            .map(
+                |p| match (p.get("type").and_then(Value::as_str), p.get("text")) {
+                    (Some("text"), Some(Value::String(t))) => Ok(t.as_str()),
+                    _ => Err(refuse(
+                        "messages",
+                        "content parts must be {\"type\": \"text\", \"text\": ...}",
+                    )),
+                },
+            )
             .collect::<Result<Vec<_>, _>>()
             .map(|t| t.concat()),
-        Some(_) => Err(refuse("messages", "content must be a string or a list of parts")),
+        Some(_) => Err(refuse(
+            "messages",
+            "content must be a string or a list of parts",
+        )),
     }
 }
 
@@ -170,12 +187,20 @@ impl Kind {
 
     fn choice(self, text: &str, finish: Option<&str>, chunk: bool) -> Value {
         match (self, chunk) {
-            (Kind::Chat, false) => json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": null}),
+            (Kind::Chat, false) => {
+                json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": null})
+            }
             (Kind::Chat, true) => {
-                let delta = if finish.is_some() { json!({}) } else { json!({"content": text}) };
+                let delta = if finish.is_some() {
+                    json!({})
+                } else {
+                    json!({"content": text})
+                };
                 json!({"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null})
             }
-            (Kind::Completion, _) => json!({"index": 0, "text": text, "finish_reason": finish, "logprobs": null}),
+            (Kind::Completion, _) => {
+                json!({"index": 0, "text": text, "finish_reason": finish, "logprobs": null})
+            }
         }
     }
 }
@@ -207,7 +232,14 @@ pub(super) async fn chat(
             })
         })
         .collect::<Result<Vec<_>, OpenAiError>>()?;
-    run(state, Kind::Chat, Prompt::Chat(messages), req.common, "chatcmpl").await
+    run(
+        state,
+        Kind::Chat,
+        Prompt::Chat(messages),
+        req.common,
+        "chatcmpl",
+    )
+    .await
 }
 
 pub(super) async fn completions(
@@ -228,14 +260,24 @@ pub(super) async fn completions(
             items[0].as_str().unwrap_or_default().to_owned()
         }
         Value::Array(_) => {
-            return Err(refuse("prompt", "must be one string: send one request per prompt"))
+            return Err(refuse(
+                "prompt",
+                "must be one string: send one request per prompt",
+            ))
         }
         _ => return Err(refuse("prompt", "must be a string")),
     };
     if prompt.is_empty() {
         return Err(refuse("prompt", "must not be empty"));
     }
-    run(state, Kind::Completion, Prompt::Text(prompt), req.common, "cmpl").await
+    run(
+        state,
+        Kind::Completion,
+        Prompt::Text(prompt),
+        req.common,
+        "cmpl",
+    )
+    .await
 }
 
 async fn run(
@@ -274,43 +316,47 @@ async fn run(
         .into_response());
     }
     let include_usage = common.include_usage();
-    Ok(streaming("text/event-stream", move |sink: Sink| async move {
-        let chunk = |choices: Value| {
-            json!({"id": id, "object": kind.object(true), "created": created, "model": name, "system_fingerprint": null, "choices": choices})
-        };
-        if let Kind::Chat = kind {
-            let first = json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null, "logprobs": null}]);
-            if !sink.data(&chunk(first)).await {
-                return;
+    Ok(streaming(
+        "text/event-stream",
+        move |sink: Sink| async move {
+            let chunk = |choices: Value| json!({"id": id, "object": kind.object(true), "created": created, "model": name, "system_fingerprint": null, "choices": choices});
+            if let Kind::Chat = kind {
+                let first = json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null, "logprobs": null}]);
+                if !sink.data(&chunk(first)).await {
+                    return;
+                }
             }
-        }
-        while let Some(event) = sink.next(&mut generation).await {
-            match event {
-                Event::Token(t) if t.text.is_empty() => {}
-                Event::Token(t) => {
-                    if !sink.data(&chunk(json!([kind.choice(&t.text, None, true)]))).await {
+            while let Some(event) = sink.next(&mut generation).await {
+                match event {
+                    Event::Token(t) if t.text.is_empty() => {}
+                    Event::Token(t) => {
+                        if !sink
+                            .data(&chunk(json!([kind.choice(&t.text, None, true)])))
+                            .await
+                        {
+                            return;
+                        }
+                    }
+                    Event::Done(f) => {
+                        let last = chunk(json!([kind.choice("", Some(f.reason.openai()), true)]));
+                        sink.data(&last).await;
+                        if include_usage {
+                            let mut u = chunk(json!([]));
+                            u["usage"] = usage(f.prompt_tokens, f.generated_tokens);
+                            sink.data(&u).await;
+                        }
+                        sink.send("data: [DONE]\n\n").await;
+                        return;
+                    }
+                    Event::Failed(e) => {
+                        sink.data(&OpenAiError::from(e).json()).await;
+                        sink.send("data: [DONE]\n\n").await;
                         return;
                     }
                 }
-                Event::Done(f) => {
-                    let last = chunk(json!([kind.choice("", Some(f.reason.openai()), true)]));
-                    sink.data(&last).await;
-                    if include_usage {
-                        let mut u = chunk(json!([]));
-                        u["usage"] = usage(f.prompt_tokens, f.generated_tokens);
-                        sink.data(&u).await;
-                    }
-                    sink.send("data: [DONE]\n\n").await;
-                    return;
-                }
-                Event::Failed(e) => {
-                    sink.data(&OpenAiError::from(e).json()).await;
-                    sink.send("data: [DONE]\n\n").await;
-                    return;
-                }
             }
-        }
-    }))
+        },
+    ))
 }
 
 fn usage(prompt: u32, completion: u32) -> Value {

@@ -3,7 +3,9 @@
 //! `options` the sampling parameters and `scenario` (seed 002's names).
 //! Over WebSocket the tokens also stream as `token` messages.
 
-use inferd_core::generate::{scenario_prompt, ChatMessage, Event, GenerateRequest, Prompt, Sampling};
+use inferd_core::generate::{
+    scenario_prompt, ChatMessage, Event, GenerateRequest, Prompt, Sampling,
+};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 

@@ -98,7 +98,11 @@ async fn answer(state: &AppState, text: &str, socket: &mut WebSocket) -> Option<
     };
     while let Ok(token) = rx.try_recv() {
         let message = json!({"type": "token", "id": id, "token": token});
-        if socket.send(Message::Text(message.to_string().into())).await.is_err() {
+        if socket
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .is_err()
+        {
             return None;
         }
     }
