@@ -11,6 +11,7 @@ must give the same sampled text every time.
 The weights come from scripts/fetch-models; without them the module is skipped.
 """
 
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 
@@ -438,3 +439,39 @@ def test_unified_text_generation_errors(llm, http, base_url):
     assert resp.status_code == 400, resp.text
     body = resp.json()
     assert body["success"] is False and body["error"]["code"] == "INVALID_INPUT", body
+
+
+def test_websocket_streams_tokens_that_make_the_result(llm, base_url):
+    from websockets.sync.client import connect
+
+    req = {
+        "id": "t1",
+        "task": "text-generation",
+        "model_name": LLM,
+        "data": COUNTING,
+        "options": {"max_new_tokens": 12, "do_sample": False},
+    }
+    with connect(base_url.replace("http://", "ws://") + "/inference/ws") as ws:
+        ws.send(json.dumps(req))
+        tokens = []
+        while True:
+            message = json.loads(ws.recv(timeout=60))
+            assert message["id"] == "t1", message
+            if message["type"] != "token":
+                break
+            tokens.append(message["token"])
+    assert message["type"] == "result", message
+    assert len(tokens) >= 2, tokens
+    assert "".join(tokens) == message["result"]["generated_text"]
+
+
+def test_v2_text_input_gives_the_greedy_text(llm, http, base_url):
+    """Triton's text-model tensors: text_input BYTES -> text_output BYTES."""
+    body = {"inputs": [{"name": "text_input", "shape": [2], "datatype": "BYTES", "data": [COUNTING, "The capital of France is"]}]}
+    resp = http.post(f"{base_url}/v2/models/{LLM}/infer", json=body, timeout=120)
+    assert resp.status_code == 200, resp.text
+    out = resp.json()["outputs"][0]
+    assert out["name"] == "text_output" and out["shape"] == [2]
+    assert all(isinstance(t, str) and t for t in out["data"]), out
+    again = http.post(f"{base_url}/v2/models/{LLM}/infer", json=body, timeout=120).json()
+    assert again["outputs"][0]["data"] == out["data"]
