@@ -284,6 +284,7 @@ fn step(
             text,
             logprob: lp,
             special,
+            last: end.is_some(),
         }));
         if let Err(TrySendError::Closed(_)) = sent {
             ends.push((i, End::Cancelled));

@@ -15,11 +15,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use inferd_core::generate::{
-    Event, GenerateRequest, Generator, GeneratorInfo, Probe, Prompt, Sampling, TokenSpan,
+    generate_rows, Event, GenerateRequest, Generator, GeneratorInfo, Probe, Prompt, Sampling,
+    TokenSpan,
 };
 use inferd_core::{
     Backend, BackendError, CoreError, CoreResult, DataType, LoadSpec, LoadedModel, SpecType,
-    Tensor, TensorData, TensorSpec,
+    Tensor, TensorSpec,
 };
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -75,17 +76,11 @@ struct Settings {
     /// The name answers report (seed 002's `model`, TGI's `model_id`); the
     /// GGUF's `general.name` when not given.
     served_name: Option<String>,
+    /// One KV buffer for all sequences (llama-server's choice for parallel
+    /// slots) rather than one per sequence.
+    kv_unified: bool,
     /// New tokens for the tensor path, which has no sampling parameters.
     default_max_new_tokens: u32,
-}
-
-fn param<T: std::str::FromStr>(spec: &LoadSpec<'_>, key: &str, default: T) -> Result<T, String> {
-    match spec.config.parameters.get(key) {
-        None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|_| format!("model.toml: parameters.{key} = '{v}' is not a valid value")),
-    }
 }
 
 impl Settings {
@@ -93,16 +88,17 @@ impl Settings {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as i32;
         let s = Settings {
             file: find_gguf(spec)?,
-            slots: param(spec, "slots", 8)?,
-            max_waiting: param(spec, "max_waiting", 64)?,
-            max_input_tokens: param(spec, "max_input_tokens", 1536)?,
-            max_total_tokens: param(spec, "max_total_tokens", 2048)?,
-            timeout: Duration::from_millis(param(spec, "timeout_ms", 60_000)?),
-            threads: param(spec, "threads", cores)?,
-            prefill_chunk: param(spec, "prefill_chunk", 256)?,
+            slots: spec.config.param("slots", 8)?,
+            max_waiting: spec.config.param("max_waiting", 64)?,
+            max_input_tokens: spec.config.param("max_input_tokens", 1536)?,
+            max_total_tokens: spec.config.param("max_total_tokens", 2048)?,
+            timeout: Duration::from_millis(spec.config.param("timeout_ms", 60_000)?),
+            threads: spec.config.param("threads", cores)?,
+            prefill_chunk: spec.config.param("prefill_chunk", 256)?,
             chat_template: spec.config.parameters.get("chat_template").cloned(),
             served_name: spec.config.parameters.get("served_name").cloned(),
-            default_max_new_tokens: param(spec, "max_new_tokens", 128)?,
+            kv_unified: spec.config.param("kv_unified", true)?,
+            default_max_new_tokens: spec.config.param("max_new_tokens", 128)?,
         };
         if !(1..=64).contains(&s.slots) {
             return Err("model.toml: parameters.slots must be between 1 and 64".into());
@@ -247,6 +243,7 @@ impl LlmModel {
             .with_n_batch(n_batch)
             .with_n_ubatch(n_batch)
             .with_n_seq_max(settings.slots as u32)
+            .with_kv_unified(settings.kv_unified)
             .with_n_threads(settings.threads)
             .with_n_threads_batch(settings.threads);
         let shared = Arc::new(Shared {
@@ -443,49 +440,15 @@ impl LoadedModel for LlmModel {
         self.memory
     }
 
-    /// Triton's text models' tensor form: each `text_input` row is a raw
-    /// prompt, answered greedily in `text_output`. All rows join the decode
-    /// loop at once. Runs on a scheduler worker thread, so it may block.
+    /// Triton's text-model tensors (`generate_rows`); runs on a scheduler
+    /// worker thread, so it may block.
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError> {
-        let Some(TensorData::Bytes(prompts)) = inputs.first().map(Tensor::data) else {
-            return Err(BackendError::Run("input 'text_input' must be BYTES".into()));
-        };
-        let sampling = Sampling {
-            do_sample: false,
-            max_new_tokens: self.shared.settings.default_max_new_tokens,
-            ..Sampling::default()
-        };
-        let deadline = Instant::now() + self.info.deadline_for(sampling.max_new_tokens);
-        let streams = prompts
-            .iter()
-            .map(|p| {
-                let text = std::str::from_utf8(p)
-                    .map_err(|e| BackendError::Run(format!("text_input is not UTF-8: {e}")))?;
-                let req = GenerateRequest {
-                    prompt: Prompt::Text(text.into()),
-                    sampling: sampling.clone(),
-                };
-                self.start(&self.name, req, deadline)
-                    .map_err(|e| BackendError::Run(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut texts = Vec::with_capacity(streams.len());
-        for mut rx in streams {
-            let mut text = Vec::new();
-            loop {
-                match rx.blocking_recv() {
-                    Some(Event::Token(t)) => text.extend_from_slice(t.text.as_bytes()),
-                    Some(Event::Done(_)) => break,
-                    Some(Event::Failed(e)) => return Err(BackendError::Run(e.to_string())),
-                    None => return Err(BackendError::Run("the generation was dropped".into())),
-                }
-            }
-            texts.push(text);
-        }
-        let n = texts.len();
-        let out = Tensor::new("text_output", vec![n], TensorData::Bytes(texts))
-            .map_err(|e| BackendError::Run(e.to_string()))?;
-        Ok(vec![out])
+        generate_rows(
+            self,
+            &self.name,
+            &inputs,
+            self.shared.settings.default_max_new_tokens,
+        )
     }
 
     fn generator(&self) -> Option<&dyn Generator> {

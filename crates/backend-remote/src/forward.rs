@@ -131,6 +131,7 @@ impl Assembler {
                 text: rest,
                 logprob: 0.0,
                 special: false,
+                last: false,
             }),
             None => None,
         };

@@ -18,11 +18,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use inferd_core::generate::{
-    Event, GenerateRequest, Generator, GeneratorInfo, Probe, Prompt, Sampling, TokenSpan,
+    generate_rows, Event, GenerateRequest, Generator, GeneratorInfo, Probe, Prompt, TokenSpan,
 };
 use inferd_core::{
     Backend, BackendError, CoreError, CoreResult, DataType, LoadSpec, LoadedModel, SpecType,
-    Tensor, TensorData, TensorSpec,
+    Tensor, TensorSpec,
 };
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, Semaphore};
@@ -257,59 +257,13 @@ impl LoadedModel for RemoteModel {
         MEMORY_BYTES
     }
 
-    /// Triton's text models' tensor form: each `text_input` row is a raw
-    /// prompt, answered greedily in `text_output`. All rows are sent at once.
-    /// Runs on a scheduler worker thread, so it may block on the runtime.
+    /// Triton's text-model tensors (`generate_rows`); runs on a scheduler
+    /// worker thread, so it may block while the runtime forwards.
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError> {
-        let Some(TensorData::Bytes(prompts)) = inputs.first().map(Tensor::data) else {
-            return Err(BackendError::Run("input 'text_input' must be BYTES".into()));
-        };
-        let sampling = Sampling {
-            do_sample: false,
-            max_new_tokens: TENSOR_MAX_NEW_TOKENS,
-            ..Sampling::default()
-        };
-        let deadline = Instant::now() + self.info.deadline_for(sampling.max_new_tokens);
-        let streams = prompts
-            .iter()
-            .map(|p| {
-                let text = std::str::from_utf8(p)
-                    .map_err(|e| BackendError::Run(format!("text_input is not UTF-8: {e}")))?;
-                let req = GenerateRequest {
-                    prompt: Prompt::Text(text.into()),
-                    sampling: sampling.clone(),
-                };
-                self.start(&self.name, req, deadline)
-                    .map_err(|e| BackendError::Run(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let texts = self.handle.block_on(async {
-            let mut texts = Vec::with_capacity(streams.len());
-            for rx in streams {
-                texts.push(collect(rx).await?);
-            }
-            Ok::<_, BackendError>(texts)
-        })?;
-        let n = texts.len();
-        let out = Tensor::new("text_output", vec![n], TensorData::Bytes(texts))
-            .map_err(|e| BackendError::Run(e.to_string()))?;
-        Ok(vec![out])
+        generate_rows(self, &self.name, &inputs, TENSOR_MAX_NEW_TOKENS)
     }
 
     fn generator(&self) -> Option<&dyn Generator> {
         Some(self)
-    }
-}
-
-/// A generation's whole text.
-async fn collect(mut rx: mpsc::Receiver<Event>) -> Result<Vec<u8>, BackendError> {
-    let mut text = Vec::new();
-    loop {
-        match rx.recv().await {
-            Some(Event::Token(t)) => text.extend_from_slice(t.text.as_bytes()),
-            Some(Event::Done(_)) => return Ok(text),
-            Some(Event::Failed(e)) => return Err(BackendError::Run(e.to_string())),
-            None => return Err(BackendError::Run("the generation was dropped".into())),
-        }
     }
 }

@@ -91,6 +91,7 @@ fn piece(text: Option<String>) -> Option<Token> {
         text,
         logprob: 0.0,
         special: false,
+        last: false,
     })
 }
 
@@ -156,6 +157,7 @@ pub fn tgi_event(data: &str) -> Parsed {
         text: if t.special { String::new() } else { t.text },
         logprob: t.logprob.filter(|l| l.is_finite()).unwrap_or(0.0),
         special: t.special,
+        last: false,
     });
     let mut chunk = Chunk {
         token,

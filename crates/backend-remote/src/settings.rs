@@ -36,15 +36,6 @@ pub struct Settings {
     pub max_total_tokens: u32,
 }
 
-fn param<T: std::str::FromStr>(spec: &LoadSpec<'_>, key: &str, default: T) -> Result<T, String> {
-    match spec.config.parameters.get(key) {
-        None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|_| format!("model.toml: parameters.{key} = '{v}' is not a valid value")),
-    }
-}
-
 impl Settings {
     /// Reads the parameters, with `env` standing for the process environment
     /// (tests pass their own). Every error is a sentence naming the key.
@@ -93,11 +84,11 @@ impl Settings {
             model,
             served_name,
             api_key,
-            timeout: Duration::from_millis(param(spec, "timeout_ms", 60_000)?),
-            connect_timeout: Duration::from_millis(param(spec, "connect_timeout_ms", 2_000)?),
-            max_concurrent: param(spec, "max_concurrent", 64)?,
-            max_input_tokens: param(spec, "max_input_tokens", 4096)?,
-            max_total_tokens: param(spec, "max_total_tokens", 8192)?,
+            timeout: Duration::from_millis(spec.config.param("timeout_ms", 60_000)?),
+            connect_timeout: Duration::from_millis(spec.config.param("connect_timeout_ms", 2_000)?),
+            max_concurrent: spec.config.param("max_concurrent", 64)?,
+            max_input_tokens: spec.config.param("max_input_tokens", 4096)?,
+            max_total_tokens: spec.config.param("max_total_tokens", 8192)?,
         };
         if s.timeout.is_zero() || s.connect_timeout.is_zero() {
             return Err("model.toml: timeout_ms and connect_timeout_ms must be above 0".into());

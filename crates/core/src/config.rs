@@ -246,6 +246,17 @@ struct RawPolicy {
 }
 
 impl ModelConfig {
+    /// A backend's `[parameters]` key parsed as `T`, or `default` when absent;
+    /// the error is a sentence naming the key.
+    pub fn param<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, String> {
+        match self.parameters.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("model.toml: parameters.{key} = '{v}' is not a valid value")),
+        }
+    }
+
     /// Parses `model.toml` text; the error is a sentence fit for the repository
     /// index's `reason`.
     pub fn from_toml(text: &str) -> Result<ModelConfig, String> {

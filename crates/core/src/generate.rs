@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use crate::backend::BackendError;
 use crate::error::{CoreError, CoreResult};
+use crate::tensor::{Tensor, TensorData};
 
 pub const TEXT_GENERATION: &str = "text-generation";
 /// As TGI: more stop sequences than this are refused.
@@ -132,6 +134,10 @@ pub struct Token {
     pub text: String,
     pub logprob: f32,
     pub special: bool,
+    /// The generation ends with this token (its `Done` follows at once). Set
+    /// by engines that know it when they send the token, so faces that mark
+    /// the last token (TGI's stream) need not hold every token back a step.
+    pub last: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,6 +244,59 @@ pub trait Generator: Send + Sync {
 
     /// Checks that the model answers now (a remote server is reachable).
     fn probe(&self) -> Probe<'_>;
+}
+
+/// The tensor form of a text model (Triton's text models): each `text_input`
+/// row is a raw prompt, answered greedily in `text_output`. Every row starts
+/// at once, so they decode together. Blocks: call it from a worker thread
+/// (the scheduler's), never on the runtime.
+pub fn generate_rows(
+    generator: &dyn Generator,
+    model: &str,
+    inputs: &[Tensor],
+    max_new_tokens: u32,
+) -> Result<Vec<Tensor>, BackendError> {
+    let run_err = |e: String| BackendError::Run(e);
+    let Some(TensorData::Bytes(prompts)) = inputs.first().map(Tensor::data) else {
+        return Err(run_err("input 'text_input' must be BYTES".into()));
+    };
+    let sampling = Sampling {
+        do_sample: false,
+        max_new_tokens,
+        ..Sampling::default()
+    };
+    let deadline = Instant::now() + generator.info().deadline_for(max_new_tokens);
+    let streams = prompts
+        .iter()
+        .map(|p| {
+            let text = std::str::from_utf8(p)
+                .map_err(|e| run_err(format!("text_input is not UTF-8: {e}")))?;
+            let req = GenerateRequest {
+                prompt: Prompt::Text(text.into()),
+                sampling: sampling.clone(),
+            };
+            generator
+                .start(model, req, deadline)
+                .map_err(|e| run_err(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut texts = Vec::with_capacity(streams.len());
+    for mut rx in streams {
+        let mut text = Vec::new();
+        loop {
+            match rx.blocking_recv() {
+                Some(Event::Token(t)) => text.extend_from_slice(t.text.as_bytes()),
+                Some(Event::Done(_)) => break,
+                Some(Event::Failed(e)) => return Err(run_err(e.to_string())),
+                None => return Err(run_err("the generation was dropped".into())),
+            }
+        }
+        texts.push(text);
+    }
+    let n = texts.len();
+    let out = Tensor::new("text_output", vec![n], TensorData::Bytes(texts))
+        .map_err(|e| run_err(e.to_string()))?;
+    Ok(vec![out])
 }
 
 /// A server-side prompt template (seed 002's scenarios): a system message and a

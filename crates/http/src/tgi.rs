@@ -307,8 +307,10 @@ async fn run(state: AppState, body: GenerateBody) -> Result<Answer, TgiError> {
     Ok((headers, answer))
 }
 
-/// Token events; the last token carries the whole text and the details, so
-/// each token is sent once the next event shows whether it was the last.
+/// Token events as they come; the last one carries the whole text and the
+/// details. Engines mark their last token, so only it waits for `Done`; for a
+/// stream whose end is learnt after its last token (some remote servers) an
+/// empty special token closes it.
 async fn stream(state: AppState, body: GenerateBody) -> Result<Response, TgiError> {
     let checked = check(body)?;
     let model = served(&state).await?;
@@ -318,27 +320,30 @@ async fn stream(state: AppState, body: GenerateBody) -> Result<Response, TgiErro
         "text/event-stream",
         move |sink: Sink| async move {
             let mut text = prefix;
-            let mut held: Option<Token> = None;
+            let mut last: Option<Token> = None;
             let mut index = 0u32;
             let frame = |v: Value| format!("data:{v}\n\n");
             while let Some(event) = sink.next(&mut generation).await {
                 match event {
+                    Event::Token(t) if t.last => {
+                        text.push_str(&t.text);
+                        last = Some(t);
+                    }
                     Event::Token(t) => {
                         text.push_str(&t.text);
-                        if let Some(prev) = held.replace(t) {
-                            index += 1;
-                            let v = json!({"index": index, "token": token_json(&prev), "top_tokens": null, "generated_text": null, "details": null});
-                            if !sink.send(frame(v)).await {
-                                return;
-                            }
+                        index += 1;
+                        let v = json!({"index": index, "token": token_json(&t), "top_tokens": null, "generated_text": null, "details": null});
+                        if !sink.send(frame(v)).await {
+                            return;
                         }
                     }
                     Event::Done(f) => {
-                        let last = held.take().unwrap_or(Token {
+                        let last = last.take().unwrap_or(Token {
                             id: 0,
                             text: String::new(),
                             logprob: 0.0,
                             special: true,
+                            last: true,
                         });
                         let v = json!({
                             "index": index + 1,
