@@ -76,8 +76,10 @@ struct Settings {
     /// The name answers report (seed 002's `model`, TGI's `model_id`); the
     /// GGUF's `general.name` when not given.
     served_name: Option<String>,
-    /// One KV buffer for all sequences (llama-server's choice for parallel
-    /// slots) rather than one per sequence.
+    /// One KV buffer for all sequences instead of one per sequence. Off by
+    /// default: with it on, a sequence's greedy text changes with the company
+    /// it is batched with (attention runs over the shared cells), and the
+    /// throughput gained was within noise here.
     kv_unified: bool,
     /// New tokens for the tensor path, which has no sampling parameters.
     default_max_new_tokens: u32,
@@ -97,7 +99,7 @@ impl Settings {
             prefill_chunk: spec.config.param("prefill_chunk", 256)?,
             chat_template: spec.config.parameters.get("chat_template").cloned(),
             served_name: spec.config.parameters.get("served_name").cloned(),
-            kv_unified: spec.config.param("kv_unified", true)?,
+            kv_unified: spec.config.param("kv_unified", false)?,
             default_max_new_tokens: spec.config.param("max_new_tokens", 128)?,
         };
         if !(1..=64).contains(&s.slots) {
