@@ -120,8 +120,22 @@ async fn kserve_v1_rows_and_columns() {
         (json!("iris"), json!(true))
     );
     let list = get(&app, "/v1/models").await.json();
-    assert!(list["models"].as_array().unwrap().contains(&json!("iris")));
+    // One object for KServe V1, seed 002 (entries with id, status, supports)
+    // and OpenAI (object/data) clients.
+    let iris = list["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "iris")
+        .expect("iris is listed");
+    assert_eq!(iris["status"], "healthy");
+    assert_eq!(iris["supports"], json!(["tensors"]));
     assert_eq!(list["object"], "list");
+    assert!(list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["id"] == "iris"));
     let rows = post(
         &app,
         "/v1/models/iris:predict",
