@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use inferd_core::generate::{scenario_prompt, GenerateRequest, Sampling};
+use inferd_core::manager::IndexEntry;
 use inferd_core::{CoreError, ErrorKind};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -193,14 +194,10 @@ async fn generate(
     })))
 }
 
-/// A text model's state as the index knows it, without loading anything.
-fn indexed_status(state: &AppState, name: &str) -> (&'static str, Option<String>) {
-    let rows: Vec<_> = state
-        .manager
-        .index()
-        .into_iter()
-        .filter(|r| r.name == name)
-        .collect();
+/// A model's state as the repository index knows it, without loading
+/// anything. `index` is read once per request (it rescans the repository).
+fn indexed_status(index: &[IndexEntry], name: &str) -> (&'static str, Option<String>) {
+    let rows: Vec<_> = index.iter().filter(|r| r.name == name).collect();
     if rows.iter().any(|r| r.state == "READY") {
         return ("healthy", None);
     }
@@ -228,8 +225,9 @@ fn overall(statuses: &Map<String, Value>) -> &'static str {
 /// `GET /health`: every text model's state as it stands, loading nothing.
 async fn health(State(state): State<AppState>) -> Json<Value> {
     let mut models = Map::new();
+    let index = state.manager.index();
     for name in state.manager.text_model_names() {
-        let (status, _) = indexed_status(&state, &name);
+        let (status, _) = indexed_status(&index, &name);
         models.insert(name, json!(status));
     }
     Json(json!({
@@ -243,11 +241,13 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
 /// probing remote servers, all at once; `reasons` says why one is unhealthy.
 async fn health_full(State(state): State<AppState>) -> Json<Value> {
     let names = state.manager.text_model_names();
+    let index = state.manager.index();
     let probes = names.iter().map(|name| {
         let state = state.clone();
         let name = name.clone();
+        let known = indexed_status(&index, &name);
         tokio::spawn(async move {
-            if let ("unhealthy", reason) = indexed_status(&state, &name) {
+            if let ("unhealthy", reason) = known {
                 return (name, reason);
             }
             let checked = tokio::time::timeout(PROBE_TIMEOUT, async {
@@ -289,8 +289,9 @@ async fn health_full(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
-/// Seed 002's entry for a model in `GET /v1/models`.
-pub fn model_entry(state: &AppState, name: &str) -> Value {
+/// Seed 002's entry for a model in `GET /v1/models`; `index` is the
+/// repository index, read once for the whole list.
+pub fn model_entry(state: &AppState, index: &[IndexEntry], name: &str) -> Value {
     let Ok(info) = state.manager.info(name, None) else {
         return json!({"id": name, "name": name, "status": "unhealthy", "supports": [], "endpoint": null});
     };
@@ -315,7 +316,7 @@ pub fn model_entry(state: &AppState, name: &str) -> Value {
     json!({
         "id": name,
         "name": served,
-        "status": indexed_status(state, name).0,
+        "status": indexed_status(index, name).0,
         "supports": supports,
         "endpoint": endpoint,
     })

@@ -68,9 +68,10 @@ pub async fn list(State(state): State<AppState>) -> Json<Value> {
         .iter()
         .map(|n| json!({"id": n, "object": "model", "created": 0, "owned_by": "inferd"}))
         .collect();
+    let index = state.manager.index();
     let models: Vec<Value> = names
         .iter()
-        .map(|n| crate::gateway::model_entry(&state, n))
+        .map(|n| crate::gateway::model_entry(&state, &index, n))
         .collect();
     Json(json!({ "models": models, "object": "list", "data": data }))
 }
