@@ -20,10 +20,6 @@ pub struct TextModel {
 }
 
 impl TextModel {
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     pub fn version(&self) -> u64 {
         self.loaded.version
     }
@@ -57,7 +53,6 @@ impl TextModel {
             events,
             loaded: self.loaded.clone(),
             model: self.name.clone(),
-            served_name: self.info().served_name.clone(),
             started,
             deadline,
             ended: false,
@@ -69,8 +64,7 @@ impl TextModel {
 pub struct Generation {
     events: mpsc::Receiver<Event>,
     loaded: Arc<Loaded>,
-    pub model: String,
-    pub served_name: String,
+    model: String,
     started: Instant,
     deadline: Instant,
     ended: bool,
