@@ -7,7 +7,10 @@
 //! calls block for the length of one statement, so async callers run them with
 //! `spawn_blocking`. Each kind of record has its own module (`jobs` now).
 
+mod auth;
 mod jobs;
+mod services;
+pub mod time;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,7 +18,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 
+pub use auth::{key_digest, ActiveKey, KeyInfo, Role, Session};
 pub use jobs::{JobRecord, JobStatus};
+pub use services::{ServiceFilter, ServiceRecord, ServiceStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -26,8 +31,10 @@ pub enum StoreError {
     },
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("the database holds a job status '{0}' this version does not know")]
+    #[error("the database holds a status or role '{0}' this version does not know")]
     UnknownStatus(String),
+    #[error("password hashing: {0}")]
+    Hash(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -44,7 +51,48 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE jobs (
         started_at REAL,
         finished_at REAL
     );
-    CREATE INDEX jobs_status ON jobs (status, created_at);"];
+    CREATE INDEX jobs_status ON jobs (status, created_at);",
+    // API keys (only a SHA-256 of each key is kept), ZStack accounts (argon2 PHC
+    // strings) and their sessions, and seed 003's inference services.
+    "CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        hash BLOB NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE TABLE accounts (
+        uuid TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        password TEXT NOT NULL,
+        role TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE sessions (
+        uuid TEXT PRIMARY KEY,
+        account_uuid TEXT NOT NULL REFERENCES accounts (uuid) ON DELETE CASCADE,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE TABLE services (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL,
+        workspace_id INTEGER,
+        model TEXT NOT NULL,
+        model_version INTEGER NOT NULL,
+        framework TEXT NOT NULL,
+        cpu REAL NOT NULL,
+        memory INTEGER NOT NULL,
+        gpu INTEGER NOT NULL,
+        replicas INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX services_created ON services (created_at, id);"];
 
 #[derive(Clone)]
 pub struct Store {
