@@ -20,6 +20,10 @@ pub enum ErrorKind {
     TooLarge,
     /// A remote server answered with an error.
     Upstream,
+    /// No credential, or one the server does not accept (401).
+    Unauthorized,
+    /// A valid credential whose role may not do this (403).
+    Forbidden,
     Internal,
 }
 
@@ -160,6 +164,10 @@ pub enum CoreError {
         task: String,
         reason: String,
     },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl CoreError {
@@ -192,6 +200,8 @@ impl CoreError {
             ModelUnavailable { .. } | ShuttingDown | Downstream { .. } => ErrorKind::Unavailable,
             UpstreamStatus { .. } => ErrorKind::Upstream,
             DeadlineExceeded { .. } => ErrorKind::Timeout,
+            Unauthorized(_) => ErrorKind::Unauthorized,
+            Forbidden(_) => ErrorKind::Forbidden,
             Backend { .. } => ErrorKind::Internal,
         }
     }

@@ -41,3 +41,18 @@ pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
         message: format!("request body is not valid: {e}"),
     })
 }
+
+/// Plain base64 or a `data:` URL, as clients send images in JSON.
+pub fn base64_payload(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::Engine;
+    let payload = match text.strip_prefix("data:") {
+        Some(url) => url.split_once(',').map(|(_, b)| b).unwrap_or(""),
+        None => text,
+    };
+    // MIME-style base64 wraps lines; the line breaks are not part of the data.
+    let compact: String = payload
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD.decode(compact)
+}

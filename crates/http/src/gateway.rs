@@ -98,6 +98,8 @@ impl From<CoreError> for GatewayError {
                 }
                 ErrorKind::Timeout => (S::GATEWAY_TIMEOUT, "INFERENCE_TIMEOUT"),
                 ErrorKind::Upstream => (S::INTERNAL_SERVER_ERROR, "TGI_SERVER_ERROR"),
+                ErrorKind::Unauthorized => (S::UNAUTHORIZED, "UNAUTHORIZED"),
+                ErrorKind::Forbidden => (S::FORBIDDEN, "FORBIDDEN"),
                 ErrorKind::Internal => (S::INTERNAL_SERVER_ERROR, "INFERENCE_FAILED"),
             },
         };

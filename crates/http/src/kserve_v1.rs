@@ -46,6 +46,8 @@ impl From<CoreError> for V1Error {
             }
             ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         V1Error(status, e.to_string())

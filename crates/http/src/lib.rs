@@ -3,17 +3,22 @@
 //! never call each other; what two faces share (request bodies, V1-style rows)
 //! lives in `body` and `rows`.
 
+mod auth;
 mod body;
 mod gateway;
 mod kserve_v1;
 mod openai;
 mod pinferencia;
 mod rows;
+mod services;
 mod stream;
 mod tgi;
 mod unified;
 mod v2;
+mod zstack;
 
+pub use auth::{may_run_open, Auth};
+pub use services::{restore as restore_services, ServiceLimits};
 pub use unified::{start_jobs, JobConfig};
 
 use std::sync::Arc;
@@ -24,6 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use inferd_core::Manager;
+use inferd_store::Store;
 use serde_json::json;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
@@ -49,6 +55,14 @@ pub struct AppState {
     recorder: Arc<unified::Recorder>,
     /// Async jobs; `None` until `start_jobs` gives the server a store.
     jobs: Option<Arc<unified::JobQueue>>,
+    /// What must survive a restart (services, the catalog, keys and sessions);
+    /// `None` in face tests that need none of it.
+    store: Option<Store>,
+    /// Who may call what; `None` lets every request through (face tests).
+    auth: Option<Arc<Auth>>,
+    pub services: ServiceLimits,
+    /// How long a ZStack login session lasts.
+    pub session_ttl: std::time::Duration,
 }
 
 impl AppState {
@@ -59,6 +73,24 @@ impl AppState {
             max_body_bytes,
             recorder: Arc::default(),
             jobs: None,
+            store: None,
+            auth: None,
+            services: ServiceLimits::default(),
+            session_ttl: std::time::Duration::from_secs(7200),
+        }
+    }
+
+    pub fn with_auth(self, auth: Auth) -> AppState {
+        AppState {
+            auth: Some(Arc::new(auth)),
+            ..self
+        }
+    }
+
+    pub fn with_store(self, store: Store) -> AppState {
+        AppState {
+            store: Some(store),
+            ..self
         }
     }
 }
@@ -79,8 +111,14 @@ pub fn router(state: AppState) -> Router {
         .merge(openai::routes())
         .merge(gateway::routes())
         .merge(tgi::routes())
+        .merge(zstack::routes())
+        .merge(services::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::check,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         // gzip and deflate bodies, both ways, as Triton's clients send and accept them.
         // The body limit applies to the decoded body, so a small bomb cannot grow past it.

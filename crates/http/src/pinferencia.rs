@@ -88,6 +88,8 @@ impl From<CoreError> for Detail {
             }
             ErrorKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, e.to_string()),
             ErrorKind::Upstream => (StatusCode::BAD_GATEWAY, e.to_string()),
+            ErrorKind::Unauthorized => (StatusCode::UNAUTHORIZED, e.to_string()),
+            ErrorKind::Forbidden => (StatusCode::FORBIDDEN, e.to_string()),
             ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         };
         Detail(status, message)

@@ -83,6 +83,8 @@ impl From<CoreError> for TgiError {
             ErrorKind::NotReady | ErrorKind::Unavailable => (S::SERVICE_UNAVAILABLE, "unhealthy"),
             ErrorKind::Conflict => (S::CONFLICT, "validation"),
             ErrorKind::Upstream => (S::BAD_GATEWAY, "generation"),
+            ErrorKind::Unauthorized => (S::UNAUTHORIZED, "authentication"),
+            ErrorKind::Forbidden => (S::FORBIDDEN, "authorization"),
             ErrorKind::Internal => (S::FAILED_DEPENDENCY, "generation"),
         };
         TgiError {

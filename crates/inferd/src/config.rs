@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use inferd_core::manager::Budget;
 use inferd_core::ManagerConfig;
-use inferd_http::{Compat, JobConfig};
+use inferd_http::{Compat, JobConfig, ServiceLimits};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -70,6 +70,20 @@ pub struct ServeArgs {
     /// Seconds a finished async job's result is kept (default 86400).
     #[arg(long, env = "INFERD_JOB_RETENTION_S")]
     pub job_retention_s: Option<u64>,
+    /// Serve without credentials on a non-loopback address while no API key or
+    /// account exists (otherwise such a start is refused).
+    #[arg(long, env = "INFERD_INSECURE")]
+    pub insecure: bool,
+    /// Seconds a ZStack login session lasts (default 7200).
+    #[arg(long, env = "INFERD_SESSION_TTL_S")]
+    pub session_ttl_s: Option<u64>,
+    /// Most replicas one inference service may ask for (default 8).
+    #[arg(long, env = "INFERD_MAX_SERVICE_REPLICAS")]
+    pub max_service_replicas: Option<u32>,
+    /// Model-service recipes the catalog is seeded with at first start
+    /// (default ./catalog/model-services.json).
+    #[arg(long, env = "INFERD_CATALOG")]
+    pub catalog: Option<PathBuf>,
 }
 
 /// The config file's keys: the same names as the flags.
@@ -90,6 +104,10 @@ struct FileConfig {
     job_workers: Option<usize>,
     max_pending_jobs: Option<usize>,
     job_retention_s: Option<u64>,
+    insecure: Option<bool>,
+    session_ttl_s: Option<u64>,
+    max_service_replicas: Option<u32>,
+    catalog: Option<PathBuf>,
 }
 
 /// Settings after layering, validated.
@@ -104,6 +122,10 @@ pub struct Settings {
     pub manager: ManagerConfig,
     pub data_dir: PathBuf,
     pub jobs: JobConfig,
+    pub insecure: bool,
+    pub session_ttl: Duration,
+    pub services: ServiceLimits,
+    pub catalog: PathBuf,
 }
 
 impl ServeArgs {
@@ -134,6 +156,14 @@ impl ServeArgs {
             .unwrap_or(defaults.max_elements);
         if max_elements == 0 {
             anyhow::bail!("max_elements must be above 0");
+        }
+        let session_ttl_s = self.session_ttl_s.or(file.session_ttl_s).unwrap_or(7200);
+        let max_replicas = self
+            .max_service_replicas
+            .or(file.max_service_replicas)
+            .unwrap_or(8);
+        if session_ttl_s == 0 || max_replicas == 0 {
+            anyhow::bail!("session_ttl_s and max_service_replicas must be above 0");
         }
         Ok(Settings {
             models: self
@@ -186,6 +216,13 @@ impl ServeArgs {
                 ),
                 ..JobConfig::default()
             },
+            insecure: self.insecure || file.insecure.unwrap_or(false),
+            session_ttl: Duration::from_secs(session_ttl_s),
+            services: ServiceLimits { max_replicas },
+            catalog: self
+                .catalog
+                .or(file.catalog)
+                .unwrap_or_else(|| PathBuf::from("./catalog/model-services.json")),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! with every backend of this build, serves the faces, and drains on SIGINT or
 //! SIGTERM (stop accepting, finish in-flight requests, exit 0).
 
+mod admin;
 mod config;
 
 use std::net::SocketAddr;
@@ -29,6 +30,12 @@ struct Cli {
 enum Command {
     /// Serve the models of a repository over HTTP.
     Serve(config::ServeArgs),
+    /// Make, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(admin::Keys),
+    /// Make ZStack login accounts.
+    #[command(subcommand)]
+    Accounts(admin::Accounts),
 }
 
 fn backends() -> Vec<Arc<dyn Backend>> {
@@ -51,17 +58,48 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Command::Serve(args) = Cli::parse().command;
+    let args = match Cli::parse().command {
+        Command::Serve(args) => args,
+        Command::Keys(cmd) => return admin::keys(cmd),
+        Command::Accounts(cmd) => return admin::accounts(cmd),
+    };
     let settings = args.resolve()?;
+    let store = Store::open(&settings.data_dir)
+        .with_context(|| format!("opening the data directory {}", settings.data_dir.display()))?;
+    let may_run_open = inferd_http::may_run_open(settings.host, settings.insecure);
+    let credentials = store.active_keys()?.len() as u64 + store.account_count()?;
+    if credentials == 0 && !may_run_open {
+        anyhow::bail!(
+            "refusing to serve on {} with no API key: anyone who can reach it could use and manage every model. \
+             Create a key first (`inferd keys create --role admin --data-dir {}`) and send it as \
+             'Authorization: Bearer <key>', or pass --insecure to serve without credentials",
+            settings.host,
+            settings.data_dir.display()
+        );
+    }
+    if credentials == 0 && !settings.host.is_loopback() {
+        tracing::warn!(
+            "INSECURE: serving on {} with no credentials (--insecure); anyone who can reach this port can use and manage every model",
+            settings.host
+        );
+    }
 
     let manager = Manager::new(&settings.models, backends(), settings.manager);
     if settings.load_at_startup {
         manager.load_all().await;
     }
-    let store = Store::open(&settings.data_dir)
-        .with_context(|| format!("opening the data directory {}", settings.data_dir.display()))?;
-    let state = AppState::new(manager.clone(), settings.compat, settings.max_body_bytes);
+    let state = AppState::new(manager.clone(), settings.compat, settings.max_body_bytes)
+        .with_store(store.clone())
+        .with_auth(inferd_http::Auth::new(store.clone(), may_run_open));
+    let mut state = state;
+    state.services = settings.services;
+    state.session_ttl = settings.session_ttl;
     let state = inferd_http::start_jobs(state, store, settings.jobs).await?;
+    match inferd_http::restore_services(&state).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("deploying {n} inference services again"),
+        Err(e) => tracing::warn!("cannot restore inference services: {e}"),
+    }
     let app = inferd_http::router(state);
     let addr = SocketAddr::new(settings.host, settings.port);
     let listener = tokio::net::TcpListener::bind(addr)

@@ -323,7 +323,10 @@ mod tests {
         let s = store.log_in("admin", "s3cret", 60.0).unwrap().unwrap();
         assert_eq!(s.role, Role::Admin);
         let hex = zstack_password("s3cret");
-        assert!(store.log_in("admin", &hex.to_uppercase(), 60.0).unwrap().is_some());
+        assert!(store
+            .log_in("admin", &hex.to_uppercase(), 60.0)
+            .unwrap()
+            .is_some());
         assert_eq!(store.session(&s.uuid).unwrap().unwrap().uuid, s.uuid);
         assert!(store.log_out(&s.uuid).unwrap());
         assert!(store.session(&s.uuid).unwrap().is_none());

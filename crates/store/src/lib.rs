@@ -40,7 +40,8 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The schema, one step per entry; `user_version` records how many ran.
-const MIGRATIONS: &[&str] = &["CREATE TABLE jobs (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE jobs (
         id TEXT PRIMARY KEY,
         request TEXT NOT NULL,
         status TEXT NOT NULL,
@@ -92,7 +93,8 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE jobs (
         created_at REAL NOT NULL,
         updated_at REAL NOT NULL
     );
-    CREATE INDEX services_created ON services (created_at, id);"];
+    CREATE INDEX services_created ON services (created_at, id);",
+];
 
 #[derive(Clone)]
 pub struct Store {

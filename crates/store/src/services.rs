@@ -293,10 +293,20 @@ mod tests {
         // "svc 4" and "svc 40" to "svc 44".
         assert_eq!(store.list_services(&named, 1, 100).unwrap().1, 6);
         assert!(store
-            .set_service_status("svc-001", &[ServiceStatus::Creating], ServiceStatus::Running, None)
+            .set_service_status(
+                "svc-001",
+                &[ServiceStatus::Creating],
+                ServiceStatus::Running,
+                None
+            )
             .unwrap());
         assert!(!store
-            .set_service_status("svc-001", &[ServiceStatus::Creating], ServiceStatus::Failed, Some("x"))
+            .set_service_status(
+                "svc-001",
+                &[ServiceStatus::Creating],
+                ServiceStatus::Failed,
+                Some("x")
+            )
             .unwrap());
         let running = ServiceFilter {
             status: Some(ServiceStatus::Running),

@@ -41,7 +41,10 @@ pub fn zstack_date(secs: f64) -> String {
         12 => (12, "PM"),
         _ => (h - 12, "PM"),
     };
-    format!("{} {d}, {y} {h12}:{mi:02}:{s:02} {half}", MONTHS[mo as usize - 1])
+    format!(
+        "{} {d}, {y} {h12}:{mi:02}:{s:02} {half}",
+        MONTHS[mo as usize - 1]
+    )
 }
 
 #[cfg(test)]

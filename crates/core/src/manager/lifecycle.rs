@@ -57,7 +57,8 @@ impl Manager {
                     )
                 })
             });
-            if !busy {
+            let deployed = st.models.get(name).is_some_and(|e| e.deployed);
+            if !busy && !deployed {
                 let repo = repository::read_model(&self.inner.root, name);
                 if repo.config.is_err() && !st.models.contains_key(name) && !repo.dir.is_dir() {
                     return Err(CoreError::ModelNotFound(name.into()));

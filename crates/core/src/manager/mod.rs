@@ -11,6 +11,7 @@
 //! nobody holds.
 
 mod cache;
+mod deploy;
 mod lifecycle;
 mod state;
 mod tasks;
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 pub use cache::{CacheEntry, Resized};
+pub use deploy::{Deployed, Deployment};
 pub use state::{Budget, CacheCounters, Loaded, ManagerState, SlotState};
 pub use tasks::{Embeddings, FEATURE_EXTRACTION, IMAGE_CLASSIFICATION, TENSORS};
 pub use text::{Collected, Generation, TextModel};
@@ -147,8 +149,14 @@ impl Manager {
         &self.inner.config
     }
 
+    /// The repository's models (deployments are not among them).
     pub fn model_names(&self) -> Vec<String> {
-        self.lock().models.keys().cloned().collect()
+        self.lock()
+            .models
+            .iter()
+            .filter(|(_, e)| !e.deployed)
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     /// Runs one inference: finds (or loads) the version, checks the inputs
@@ -271,7 +279,7 @@ impl Manager {
             }
         }
         let mut rows = Vec::new();
-        for (name, entry) in &st.models {
+        for (name, entry) in st.models.iter().filter(|(_, e)| !e.deployed) {
             if let Err(reason) = &entry.config {
                 rows.push(IndexEntry {
                     name: name.clone(),

@@ -87,6 +87,9 @@ pub struct ModelEntry {
     pub dir: PathBuf,
     pub config: Result<Arc<ModelConfig>, String>,
     pub versions: BTreeMap<u64, Slot>,
+    /// A deployment (see `manager/deploy.rs`): kept in memory until undeployed,
+    /// never evicted, not read again from a folder of its own name.
+    pub deployed: bool,
 }
 
 /// Cache counters (seed 004's model cache reads these).
@@ -127,6 +130,7 @@ impl ManagerState {
                 dir: repo.dir.clone(),
                 config: Err(String::new()),
                 versions: BTreeMap::new(),
+                deployed: false,
             });
         entry.config = repo.config.map(Arc::new);
         entry.versions.retain(|v, slot| {
@@ -207,7 +211,10 @@ impl ManagerState {
                     SlotState::Ready(l) => {
                         count += 1;
                         used += l.memory;
-                        if Arc::strong_count(l) == 1 && l.scheduler.queue_len() == 0 {
+                        if !entry.deployed
+                            && Arc::strong_count(l) == 1
+                            && l.scheduler.queue_len() == 0
+                        {
                             idle.push((slot.last_used, name.clone(), v, l.memory));
                         }
                     }

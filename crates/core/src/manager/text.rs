@@ -155,9 +155,10 @@ impl Manager {
             .models
             .iter()
             .filter(|(_, e)| {
-                e.config
-                    .as_ref()
-                    .is_ok_and(|c| c.task.as_deref() == Some(TEXT_GENERATION))
+                !e.deployed
+                    && e.config
+                        .as_ref()
+                        .is_ok_and(|c| c.task.as_deref() == Some(TEXT_GENERATION))
             })
             .map(|(n, _)| n.clone())
             .collect()

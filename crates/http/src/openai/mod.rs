@@ -91,6 +91,16 @@ impl From<CoreError> for OpenAiError {
                 "server_error",
                 Some("upstream_error"),
             ),
+            ErrorKind::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                Some("invalid_api_key"),
+            ),
+            ErrorKind::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "invalid_request_error",
+                Some("insufficient_permissions"),
+            ),
             ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None),
         };
         OpenAiError {

@@ -153,6 +153,13 @@ impl From<CoreError> for UnifiedError {
                 "UpstreamError",
                 None,
             ),
+            ErrorKind::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "AuthenticationError",
+                Some("send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"),
+            ),
+            ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "FORBIDDEN", "PermissionError", None),
             ErrorKind::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INFERENCE_FAILED",

@@ -252,18 +252,7 @@ async fn embed(
 
 /// Accepts plain base64 or a `data:` URL.
 fn decode_base64(index: usize, text: &str) -> Result<Vec<u8>, UnifiedError> {
-    use base64::Engine;
-    let payload = match text.strip_prefix("data:") {
-        Some(url) => url.split_once(',').map(|(_, b)| b).unwrap_or(""),
-        None => text,
-    };
-    // MIME-style base64 wraps lines; the line breaks are not part of the data.
-    let compact: String = payload
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(compact)
+    crate::body::base64_payload(text)
         .map_err(|e| UnifiedError::invalid(format!("image {index} is not valid base64: {e}")))
 }
 

@@ -86,6 +86,8 @@ impl From<CoreError> for V2Error {
             }
             ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         V2Error(status, e.to_string())

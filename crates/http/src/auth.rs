@@ -1,0 +1,283 @@
+//! Who may call what. One middleware in front of every face: it reads the
+//! credential (`Authorization: Bearer <key>`, `X-API-Key: <key>`, or a ZStack
+//! session as `Authorization: OAuth <uuid>`), decides the role the route needs,
+//! and answers 401 or 403 in the format of the face the path belongs to.
+//!
+//! With no key and no account in the store, a server that may run open (on
+//! loopback, or started with `--insecure`) lets everything through, as a local
+//! tool; the first key or account made (even by `inferd keys create` while the
+//! server runs) closes it within a second. Keys are compared as SHA-256 digests
+//! in constant time against every active key, and never logged.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use inferd_core::CoreError;
+use inferd_store::{key_digest, ActiveKey, Role, Store};
+
+use crate::{gateway, kserve_v1, openai, pinferencia, services, tgi, unified, v2, zstack};
+use crate::{AppState, Compat};
+
+/// How stale the cached key list may get: revocations and new keys made by
+/// another process take effect within this.
+const REFRESH: Duration = Duration::from_secs(1);
+
+pub struct Auth {
+    store: Store,
+    /// Whether the server may run without credentials while none exist.
+    may_run_open: bool,
+    cache: Mutex<Option<Cached>>,
+}
+
+struct Cached {
+    at: Instant,
+    keys: Arc<Vec<ActiveKey>>,
+    accounts: u64,
+}
+
+impl Auth {
+    pub fn new(store: Store, may_run_open: bool) -> Auth {
+        Auth {
+            store,
+            may_run_open,
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// Active keys and the number of accounts, re-read at most once per
+    /// `REFRESH`.
+    async fn snapshot(&self) -> Result<(Arc<Vec<ActiveKey>>, u64), CoreError> {
+        if let Some(c) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            if c.at.elapsed() < REFRESH {
+                return Ok((c.keys.clone(), c.accounts));
+            }
+        }
+        let store = self.store.clone();
+        let (keys, accounts) = tokio::task::spawn_blocking(move || {
+            Ok::<_, inferd_store::StoreError>((store.active_keys()?, store.account_count()?))
+        })
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(|e| internal(e.to_string()))?;
+        let keys = Arc::new(keys);
+        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(Cached {
+            at: Instant::now(),
+            keys: keys.clone(),
+            accounts,
+        });
+        Ok((keys, accounts))
+    }
+
+    /// The role of the request's credential; `None` when it carries none.
+    async fn role(&self, headers: &HeaderMap) -> Result<Option<Role>, CoreError> {
+        let (keys, accounts) = self.snapshot().await?;
+        let credential = credential(headers)?;
+        if self.may_run_open && keys.is_empty() && accounts == 0 {
+            return Ok(Some(Role::Admin));
+        }
+        match credential {
+            None => Ok(None),
+            Some(Credential::Key(key)) => {
+                let digest = key_digest(&key);
+                // Every key is compared, each in constant time, so timing tells
+                // neither whether nor where a key matched.
+                let mut found = None;
+                for k in keys.iter() {
+                    if constant_time_eq(&k.digest, &digest) {
+                        found = Some(k.role);
+                    }
+                }
+                found.map(Some).ok_or_else(|| {
+                    CoreError::Unauthorized("the API key is not valid (unknown or revoked)".into())
+                })
+            }
+            Some(Credential::Session(uuid)) => {
+                let store = self.store.clone();
+                let id = uuid.clone();
+                let session = tokio::task::spawn_blocking(move || store.session(&id))
+                    .await
+                    .map_err(|e| internal(e.to_string()))?
+                    .map_err(|e| internal(e.to_string()))?;
+                session.map(|s| Some(s.role)).ok_or_else(|| {
+                    CoreError::Unauthorized(format!(
+                        "session '{uuid}' is invalid, expired or logged out; log in again (PUT /zstack/v1/accounts/login)"
+                    ))
+                })
+            }
+        }
+    }
+}
+
+/// Whether a server on `host` with no credentials may serve open.
+pub fn may_run_open(host: IpAddr, insecure: bool) -> bool {
+    host.is_loopback() || insecure
+}
+
+fn internal(reason: String) -> CoreError {
+    CoreError::Backend {
+        model: "auth".into(),
+        reason,
+    }
+}
+
+enum Credential {
+    Key(String),
+    Session(String),
+}
+
+fn credential(headers: &HeaderMap) -> Result<Option<Credential>, CoreError> {
+    let text = |name| {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .map(str::trim)
+                    .map_err(|_| CoreError::Unauthorized(format!("the {name} header is not text")))
+            })
+            .transpose()
+    };
+    if let Some(auth) = text(header::AUTHORIZATION.as_str())? {
+        let (scheme, value) = auth.split_once(' ').unwrap_or((auth, ""));
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(CoreError::Unauthorized(
+                "the Authorization header has no credential after its scheme".into(),
+            ));
+        }
+        return match scheme.to_ascii_lowercase().as_str() {
+            "bearer" => Ok(Some(Credential::Key(value.into()))),
+            "oauth" => Ok(Some(Credential::Session(value.into()))),
+            _ => Err(CoreError::Unauthorized(format!(
+                "Authorization scheme '{scheme}' is not supported; use 'Bearer <key>' or 'OAuth <session uuid>'"
+            ))),
+        };
+    }
+    Ok(text("x-api-key")?.map(|k| Credential::Key(k.into())))
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The role a route needs; `None` for the probes that stay open (health,
+/// login, session validity) and CORS preflights.
+pub fn required(method: &Method, path: &str) -> Option<Role> {
+    const OPEN: [&str; 7] = [
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v1/healthz",
+        "/v2/healthz",
+        "/health",
+        "/health/full",
+        "/inference/health",
+    ];
+    let path = path.trim_end_matches('/');
+    if *method == Method::OPTIONS
+        || (*method == Method::GET && OPEN.contains(&path))
+        || (*method == Method::PUT && path == "/zstack/v1/accounts/login")
+        || (*method == Method::GET
+            && path.starts_with("/zstack/v1/accounts/sessions/")
+            && path.ends_with("/valid"))
+    {
+        return None;
+    }
+    let admin = |p: &str| {
+        p.starts_with("/v2/repository/models/")
+            || p.ends_with("/load")
+            || p.ends_with("/unload")
+            || p == "/inference/clear-cache"
+            || p == "/inference/models/preload"
+            || p.starts_with("/inference/cache/")
+            || p == "/api/v1/inference/services"
+            || p.ends_with("/stop")
+            || p.ends_with("/start")
+            || p.starts_with("/zstack/v1/ai/")
+    };
+    Some(match *method {
+        Method::GET | Method::HEAD if path == "/inference/ws" => Role::User,
+        Method::GET | Method::HEAD => Role::Read,
+        Method::POST if path == "/v2/repository/index" => Role::Read,
+        Method::POST if admin(path) => Role::Admin,
+        Method::POST => Role::User,
+        Method::DELETE if path.starts_with("/inference/async/") => Role::User,
+        Method::DELETE if path.starts_with("/zstack/v1/accounts/sessions/") => Role::Read,
+        _ => Role::Admin,
+    })
+}
+
+/// Renders an auth failure the way the face that owns `path` renders errors.
+fn face_error(compat: Compat, path: &str, e: CoreError) -> Response {
+    const TGI: [&str; 5] = ["", "/generate", "/generate_stream", "/info", "/tokenize"];
+    const OPENAI: [&str; 3] = ["/v1/completions", "/v1/chat/completions", "/v1/embeddings"];
+    const GATEWAY: [&str; 3] = ["/v1/generate", "/health", "/health/full"];
+    const PINFERENCIA_TAILS: [&str; 5] = ["/predict", "/infer", "/load", "/unload", "/ready"];
+    let p = path.trim_end_matches('/');
+    let pinferencia = compat == Compat::Pinferencia
+        || p == "/v1/healthz"
+        || p == "/v2/healthz"
+        || ((p.starts_with("/v1/models/") || p.starts_with("/v2/models/"))
+            && !p.contains(':')
+            && PINFERENCIA_TAILS.iter().any(|t| p.ends_with(t))
+            && !(p.starts_with("/v2/") && (p.ends_with("/infer") || p.ends_with("/ready"))));
+    if p.starts_with("/zstack/") {
+        zstack::ZsError::from(e).into_response()
+    } else if p.starts_with("/api/v1/inference/services") {
+        services::ServiceError::from(e).into_response()
+    } else if p.starts_with("/inference") {
+        unified::UnifiedError::from(e).into_response()
+    } else if TGI.contains(&p) {
+        tgi::TgiError::from(e).into_response()
+    } else if OPENAI.contains(&p) {
+        openai::OpenAiError::from(e).into_response()
+    } else if GATEWAY.contains(&p) {
+        gateway::GatewayError::from(e).into_response()
+    } else if pinferencia {
+        pinferencia::Detail::from(e).into_response()
+    } else if p.starts_with("/v2") {
+        v2::V2Error::from(e).into_response()
+    } else {
+        kserve_v1::V1Error::from(e).into_response()
+    }
+}
+
+/// The middleware.
+pub async fn check(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(auth) = state.auth.clone() else {
+        return next.run(req).await;
+    };
+    let Some(needed) = required(req.method(), req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let denied = match auth.role(req.headers()).await {
+        Ok(Some(role)) if role >= needed => return next.run(req).await,
+        Ok(Some(role)) => CoreError::Forbidden(format!(
+            "a '{}' credential may not {} {}; it needs the '{}' role",
+            role.as_str(),
+            req.method(),
+            req.uri().path(),
+            needed.as_str()
+        )),
+        Ok(None) => CoreError::Unauthorized(
+            "this server requires credentials: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>' (keys are made with `inferd keys create`)".into(),
+        ),
+        Err(e) => e,
+    };
+    let mut res = face_error(state.compat, req.uri().path(), denied);
+    if res.status() == StatusCode::UNAUTHORIZED {
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"inferd\""),
+        );
+    }
+    res
+}

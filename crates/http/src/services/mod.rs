@@ -1,0 +1,156 @@
+//! Seed 003's inference services under `/api/v1/inference/services`: a service
+//! is a deployment of one repository model with its own instances (`replicas`)
+//! under a memory limit, created, listed, called, stopped, started and deleted.
+//! Every answer is `{code, message, data}`: `code` 0 on success; on failure the
+//! HTTP status times 100 plus a detail (40001 bad argument, 40101 no or bad
+//! credential, 40301 role too low, 40401 unknown service, 40901 state or name
+//! conflict, 50001 internal, 50301 unavailable, 50401 timeout). Success messages
+//! are the document's own.
+//!
+//! Records live in the store; a service's model is loaded in the background
+//! (`creating` → `running`, or `failed` with the reason), and after a restart
+//! the services that were running are deployed again.
+
+mod manage;
+mod predict;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use inferd_core::{CoreError, ErrorKind};
+use inferd_store::{Store, StoreError};
+use serde_json::{json, Value};
+
+pub use manage::restore;
+
+use crate::body::BodyError;
+use crate::AppState;
+
+/// Limits on what a service may ask for.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceLimits {
+    pub max_replicas: u32,
+}
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        ServiceLimits { max_replicas: 8 }
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/inference/services",
+            get(manage::list).post(manage::create),
+        )
+        .route(
+            "/api/v1/inference/services/{id}",
+            get(manage::get).delete(manage::delete),
+        )
+        .route("/api/v1/inference/services/{id}/stop", post(manage::stop))
+        .route("/api/v1/inference/services/{id}/start", post(manage::start))
+        .route(
+            "/api/v1/inference/services/{id}/predict",
+            post(predict::predict),
+        )
+}
+
+/// A success in the document's envelope.
+fn ok(status: StatusCode, message: &str, data: Option<Value>) -> Response {
+    let mut body = json!({ "code": 0, "message": message });
+    if let Some(data) = data {
+        body["data"] = data;
+    }
+    (status, Json(body)).into_response()
+}
+
+#[derive(Debug)]
+pub struct ServiceError {
+    status: StatusCode,
+    code: u32,
+    message: String,
+}
+
+impl ServiceError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ServiceError {
+        ServiceError {
+            status,
+            code: u32::from(status.as_u16()) * 100 + 1,
+            message: message.into(),
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> ServiceError {
+        ServiceError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn conflict(message: impl Into<String>) -> ServiceError {
+        ServiceError::new(StatusCode::CONFLICT, message)
+    }
+
+    fn unknown(id: &str) -> ServiceError {
+        ServiceError::new(
+            StatusCode::NOT_FOUND,
+            format!("inference service '{id}' does not exist"),
+        )
+    }
+}
+
+impl IntoResponse for ServiceError {
+    fn into_response(self) -> Response {
+        let body = json!({ "code": self.code, "message": self.message, "data": null });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// The one table from the core's error kinds to this face's statuses.
+impl From<CoreError> for ServiceError {
+    fn from(e: CoreError) -> ServiceError {
+        let status = match e.kind() {
+            ErrorKind::InvalidInput | ErrorKind::Unsupported => StatusCode::BAD_REQUEST,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::NotReady | ErrorKind::Unavailable | ErrorKind::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ServiceError::new(status, e.to_string())
+    }
+}
+
+impl From<BodyError> for ServiceError {
+    fn from(e: BodyError) -> ServiceError {
+        ServiceError::new(e.status, e.message)
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> ServiceError {
+        ServiceError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+/// Runs a store call off the async threads.
+async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    let store = state.store.clone().ok_or_else(|| {
+        ServiceError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this server runs without a data directory, so it keeps no services",
+        )
+    })?;
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| ServiceError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(ServiceError::from)
+}

@@ -1,0 +1,104 @@
+//! ZStack sessions: log in with an account (made by `inferd accounts create`),
+//! use `Authorization: OAuth <session uuid>`, check or end the session. The
+//! password may be plain or the SHA-512 hex ZStack's SDKs send. Wrong
+//! credentials answer 401 with `ID.1000` (ZStack itself uses 503 for every
+//! failed API call; a 401 says what happened to any HTTP client).
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, put};
+use axum::{Json, Router};
+use bytes::Bytes;
+use inferd_store::{time, Store, StoreError};
+use serde_json::{json, Value};
+
+use super::ZsError;
+use crate::{body, AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/zstack/v1/accounts/login", put(login))
+        .route("/zstack/v1/accounts/sessions/{uuid}", delete(logout))
+        .route("/zstack/v1/accounts/sessions/{uuid}/valid", get(valid))
+}
+
+async fn with_store<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ZsError> {
+    let store = state
+        .store
+        .clone()
+        .ok_or_else(|| ZsError::internal("this server runs without a data directory"))?;
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| ZsError::internal(e.to_string()))?
+        .map_err(|e| ZsError::internal(e.to_string()))
+}
+
+async fn login(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let result = async {
+        let bytes = body::bytes(body, state.max_body_bytes)
+            .map_err(|e| ZsError::invalid_argument(e.message))?;
+        let v: Value =
+            body::json(&bytes).map_err(|e| ZsError::invalid_argument(e.message))?;
+        // `logIn` is the key in ZStack's older REST manual.
+        let msg = v
+            .get("logInByAccount")
+            .or_else(|| v.get("logIn"))
+            .and_then(Value::as_object)
+            .ok_or_else(|| {
+                ZsError::invalid_argument(
+                    "the body must be {\"logInByAccount\": {\"accountName\": ..., \"password\": ...}}",
+                )
+            })?;
+        let field = |k: &str| {
+            msg.get(k).and_then(Value::as_str).map(str::to_string).ok_or_else(|| {
+                ZsError::invalid_argument(format!("logInByAccount.{k} is required (a string)"))
+            })
+        };
+        let (name, password) = (field("accountName")?, field("password")?);
+        let ttl = state.session_ttl.as_secs_f64();
+        let session = with_store(&state, move |s| s.log_in(&name, &password, ttl)).await?;
+        let session = session.ok_or(ZsError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "ID.1000",
+            description: "Authentication failed",
+            details: "wrong account name or password".into(),
+        })?;
+        Ok::<_, ZsError>(json!({
+            "inventory": {
+                "uuid": session.uuid,
+                "accountUuid": session.account_uuid,
+                "userUuid": null,
+                "expiredDate": time::zstack_date(session.expires_at),
+                "createDate": time::zstack_date(session.created_at),
+            },
+            "success": true,
+            "error": null,
+        }))
+    }
+    .await;
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn logout(State(state): State<AppState>, Path(uuid): Path<String>) -> Response {
+    match with_store(&state, move |s| s.log_out(&uuid)).await {
+        Ok(_) => Json(json!({"success": true, "error": null})).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `validSession`, as ZStack's `APIValidateSessionReply` names it.
+async fn valid(State(state): State<AppState>, Path(uuid): Path<String>) -> Response {
+    match with_store(&state, move |s| s.session(&uuid)).await {
+        Ok(s) => Json(json!({"validSession": s.is_some(), "success": true, "error": null}))
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}

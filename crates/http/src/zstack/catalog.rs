@@ -1,0 +1,9 @@
+//! The model-service catalog (seed 001).
+
+use axum::Router;
+
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+}
