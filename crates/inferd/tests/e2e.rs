@@ -170,6 +170,10 @@ fn help_explains_every_setting() {
         "--job-workers",
         "--max-pending-jobs",
         "--job-retention-s",
+        "--insecure",
+        "--session-ttl-s",
+        "--max-service-replicas",
+        "--catalog",
         "INFERD_MODELS",
     ] {
         assert!(
