@@ -32,11 +32,12 @@ pub struct Resized {
 }
 
 impl Manager {
-    /// Every version in memory, least recently used first.
+    /// Every version in memory, least recently used first (inference services'
+    /// deployments are not cache entries: they stay until stopped).
     pub fn cache_entries(&self) -> Vec<CacheEntry> {
         let st = self.lock();
         let mut entries: Vec<(u64, CacheEntry)> = Vec::new();
-        for (name, entry) in &st.models {
+        for (name, entry) in st.models.iter().filter(|(_, e)| !e.deployed) {
             let backend = entry
                 .config
                 .as_ref()
@@ -120,6 +121,7 @@ impl Manager {
         let entry = st
             .models
             .get(name)
+            .filter(|e| !e.deployed)
             .ok_or_else(|| CoreError::ModelNotFound(key.into()))?;
         if let (Some(b), Ok(config)) = (backend, &entry.config) {
             if config.backend != b {

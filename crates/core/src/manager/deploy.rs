@@ -108,7 +108,7 @@ impl Manager {
         if !deployed {
             return;
         }
-        let _ = self.unload(name, None).await;
+        let _ = self.unload_as(name, None, true).await;
         let mut st = self.lock();
         let idle = st.models.get(name).is_some_and(|e| {
             e.versions.values().all(|s| {

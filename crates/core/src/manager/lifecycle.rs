@@ -116,6 +116,11 @@ impl Manager {
     /// Unloads a model (every version) or one version; in-flight requests finish
     /// first, new ones are refused until the model is loaded again.
     pub async fn unload(&self, name: &str, version: Option<u64>) -> CoreResult<Outcome> {
+        if self.lock().models.get(name).is_some_and(|e| e.deployed) {
+            return Err(CoreError::BadRequest(format!(
+                "'{name}' is an inference service: stop it with POST /api/v1/inference/services/{name}/stop"
+            )));
+        }
         self.unload_as(name, version, true).await
     }
 
