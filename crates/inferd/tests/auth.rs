@@ -395,3 +395,56 @@ fn off_loopback_without_keys_refuses_to_start_unless_insecure() {
         200
     );
 }
+
+/// The stock clients carry keys as their users would: `openai` with
+/// `api_key=`, `tritonclient` with a header; a wrong key raises the client's
+/// own authentication error.
+#[test]
+fn stock_clients_send_keys() {
+    let python = workspace().join(".venv/bin/python");
+    let script = r#"
+import sys, openai, tritonclient.http as th, numpy as np
+from tritonclient.utils import InferenceServerException
+url, key = sys.argv[1], sys.argv[2]
+client = openai.OpenAI(base_url=f"http://{url}/v1", api_key=key)
+assert any(m.id == "iris" for m in client.models.list().data)
+bad = openai.OpenAI(base_url=f"http://{url}/v1", api_key="nope", max_retries=0)
+try:
+    bad.models.list()
+    raise SystemExit("a wrong key was accepted")
+except openai.AuthenticationError:
+    pass
+t = th.InferenceServerClient(url)
+x = th.InferInput("X", [1, 4], "FP32")
+x.set_data_from_numpy(np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32))
+out = t.infer("iris", [x], headers={"Authorization": f"Bearer {key}"})
+assert out.as_numpy("label").tolist() == [0]
+try:
+    t.infer("iris", [x])
+    raise SystemExit("no key was accepted")
+except InferenceServerException as e:
+    assert "credentials" in str(e), e
+print("ok")
+"#;
+    let has_clients = std::process::Command::new(&python)
+        .args(["-c", "import openai, tritonclient.http"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_clients {
+        eprintln!("SKIPPED: the Python clients are missing; run scripts/test (it installs them into .venv)");
+        return;
+    }
+    let data = temp_dir("auth-clients");
+    let user = key(&data, "user");
+    let server = Server::start_with_data(&workspace().join("models"), &data, &[]);
+    let out = std::process::Command::new(&python)
+        .args(["-c", script, &server.addr, &user])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains("ok"), "{text}");
+}
