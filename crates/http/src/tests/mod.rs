@@ -4,6 +4,7 @@ mod bad_inputs;
 mod flows;
 mod openai;
 mod scheduling;
+mod services;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
