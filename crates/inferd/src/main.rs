@@ -77,7 +77,11 @@ async fn main() -> anyhow::Result<()> {
             settings.data_dir.display()
         );
     }
-    if credentials == 0 && !settings.host.is_loopback() {
+    if credentials > 0 {
+        tracing::info!("credentials required on every route but the health probes ({credentials} keys and accounts)");
+    } else if settings.host.is_loopback() {
+        tracing::info!("no API key or account yet: open to local clients (`inferd keys create` closes it)");
+    } else {
         tracing::warn!(
             "INSECURE: serving on {} with no credentials (--insecure); anyone who can reach this port can use and manage every model",
             settings.host
