@@ -8,6 +8,7 @@
 //! `spawn_blocking`. Each kind of record has its own module (`jobs` now).
 
 mod auth;
+mod catalog;
 mod jobs;
 mod services;
 pub mod time;
@@ -19,6 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 
 pub use auth::{key_digest, ActiveKey, KeyInfo, Role, Session};
+pub use catalog::{read_catalog_file, Query as CatalogQuery, QueryReply};
 pub use jobs::{JobRecord, JobStatus};
 pub use services::{ServiceFilter, ServiceRecord, ServiceStatus};
 
@@ -35,6 +37,11 @@ pub enum StoreError {
     UnknownStatus(String),
     #[error("password hashing: {0}")]
     Hash(String),
+    /// A request the store refuses, with why (a field's type, a missing name).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -94,6 +101,7 @@ const MIGRATIONS: &[&str] = &[
         updated_at REAL NOT NULL
     );
     CREATE INDEX services_created ON services (created_at, id);",
+    catalog::SCHEMA,
 ];
 
 #[derive(Clone)]
