@@ -66,6 +66,14 @@ async fn main() -> anyhow::Result<()> {
     let settings = args.resolve()?;
     let store = Store::open(&settings.data_dir)
         .with_context(|| format!("opening the data directory {}", settings.data_dir.display()))?;
+    match inferd_store::read_catalog_file(&settings.catalog) {
+        Ok(entries) => match store.seed_catalog(&entries) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("model-service catalog seeded with {n} recipes"),
+            Err(e) => tracing::warn!("cannot seed the model-service catalog: {e}"),
+        },
+        Err(e) => tracing::warn!("no model-service catalog to seed from: {e}"),
+    }
     let may_run_open = inferd_http::may_run_open(settings.host, settings.insecure);
     let credentials = store.active_keys()?.len() as u64 + store.account_count()?;
     if credentials == 0 && !may_run_open {
@@ -80,7 +88,9 @@ async fn main() -> anyhow::Result<()> {
     if credentials > 0 {
         tracing::info!("credentials required on every route but the health probes ({credentials} keys and accounts)");
     } else if settings.host.is_loopback() {
-        tracing::info!("no API key or account yet: open to local clients (`inferd keys create` closes it)");
+        tracing::info!(
+            "no API key or account yet: open to local clients (`inferd keys create` closes it)"
+        );
     } else {
         tracing::warn!(
             "INSECURE: serving on {} with no credentials (--insecure); anyone who can reach this port can use and manage every model",

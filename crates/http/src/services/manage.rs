@@ -36,7 +36,7 @@ fn summary(s: &ServiceRecord, headers: &HeaderMap) -> Value {
     })
 }
 
-fn full(s: &ServiceRecord, headers: &HeaderMap) -> Value {
+pub(crate) fn full(s: &ServiceRecord, headers: &HeaderMap) -> Value {
     let mut v = summary(s, headers);
     let extra = json!({
         "description": s.description,
@@ -161,6 +161,15 @@ async fn create_service(
     let Value::Object(map) = &value else {
         return Err(ServiceError::invalid("the body must be a JSON object"));
     };
+    create_from(state, map).await
+}
+
+/// Validates a create request's fields and saves the service as `creating`
+/// (the caller starts its deployment with `spawn_deploy`).
+pub(crate) async fn create_from(
+    state: &AppState,
+    map: &Map<String, Value>,
+) -> Result<ServiceRecord, ServiceError> {
     let f = Fields(map);
     let name = f
         .string("name")?
@@ -270,7 +279,7 @@ async fn create_service(
 
 /// Loads the service's model, then marks it running (or failed with the reason).
 /// A service stopped or deleted while it loads is undeployed again.
-fn spawn_deploy(state: AppState, rec: ServiceRecord) {
+pub(crate) fn spawn_deploy(state: AppState, rec: ServiceRecord) {
     tokio::spawn(async move {
         let d = Deployment {
             name: rec.id.clone(),

@@ -23,6 +23,7 @@ use inferd_store::{Store, StoreError};
 use serde_json::{json, Value};
 
 pub use manage::restore;
+pub(crate) use manage::{create_from, full, spawn_deploy};
 
 use crate::body::BodyError;
 use crate::AppState;
@@ -68,9 +69,9 @@ fn ok(status: StatusCode, message: &str, data: Option<Value>) -> Response {
 
 #[derive(Debug)]
 pub struct ServiceError {
-    status: StatusCode,
+    pub status: StatusCode,
     code: u32,
-    message: String,
+    pub message: String,
 }
 
 impl ServiceError {

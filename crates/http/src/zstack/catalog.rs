@@ -1,9 +1,253 @@
-//! The model-service catalog (seed 001).
+//! The model-service catalog (seed 001): `GET /zstack/v1/ai/model-services`
+//! with ZStack's query parameters, `GET …/{uuid}` (the query `uuid=<uuid>`, an
+//! empty list when unknown, as ZStack answers), and admins' `POST` (`{"params":
+//! …}`), `PUT …/{uuid}/actions` (`{"updateModelService": …}`, or
+//! `{"deployModelService": …}` to run the recipe as a seed-003 service) and
+//! `DELETE`. ZStack answers changes with 202 and a job to poll; these are
+//! instant, so the job's final answer (`{"inventory": …}`) comes at once with
+//! 200, which ZStack's SDKs accept as well.
 
-use axum::Router;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use bytes::Bytes;
+use inferd_store::{CatalogQuery, Store, StoreError};
+use serde_json::{json, Map, Value};
 
-use crate::AppState;
+use super::ZsError;
+use crate::{body, services, AppState};
+
+type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/zstack/v1/ai/model-services", get(list).post(create))
+        .route(
+            "/zstack/v1/ai/model-services/{uuid}",
+            get(one).delete(remove),
+        )
+        .route("/zstack/v1/ai/model-services/{uuid}/actions", put(action))
+}
+
+fn store_error(e: StoreError) -> ZsError {
+    match e {
+        StoreError::Invalid(m) => ZsError::invalid_argument(m),
+        StoreError::Conflict(m) => ZsError {
+            status: StatusCode::CONFLICT,
+            code: "SYS.1002",
+            description: "Failed to create the resource",
+            details: m,
+        },
+        other => ZsError::internal(other.to_string()),
+    }
+}
+
+async fn with_store<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ZsError> {
+    let store = state
+        .store
+        .clone()
+        .ok_or_else(|| ZsError::internal("this server runs without a data directory"))?;
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| ZsError::internal(e.to_string()))?
+        .map_err(store_error)
+}
+
+fn answer(result: Result<Value, ZsError>) -> Response {
+    match result {
+        Ok(mut v) => {
+            v["success"] = Value::Bool(true);
+            v["error"] = Value::Null;
+            Json(v).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn run_query(state: &AppState, params: Vec<(String, String)>) -> Result<Value, ZsError> {
+    let q = CatalogQuery::parse(&params).map_err(ZsError::invalid_argument)?;
+    let (count, with_count) = (q.count, q.reply_with_count);
+    let reply = with_store(state, move |s| s.query_catalog(&q)).await?;
+    Ok(if count {
+        json!({ "total": reply.total })
+    } else if with_count {
+        json!({ "inventories": reply.inventories, "total": reply.total })
+    } else {
+        json!({ "inventories": reply.inventories })
+    })
+}
+
+fn params(p: Params) -> Result<Vec<(String, String)>, ZsError> {
+    p.map(|Query(v)| v).map_err(|e| {
+        ZsError::invalid_argument(format!("Invalid query parameter. {}", e.body_text()))
+    })
+}
+
+async fn list(State(state): State<AppState>, p: Params) -> Response {
+    let result = async { run_query(&state, params(p)?).await }.await;
+    answer(result)
+}
+
+async fn one(State(state): State<AppState>, Path(uuid): Path<String>, p: Params) -> Response {
+    let result = async {
+        let mut params = params(p)?;
+        params.retain(|(k, _)| k != "q");
+        params.push(("q".into(), format!("uuid={uuid}")));
+        run_query(&state, params).await
+    }
+    .await;
+    answer(result)
+}
+
+/// The body's object under `key`, with clear errors for anything else.
+fn wrapped(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Map<String, Value>, ZsError> {
+    let bytes = body::bytes(body, state.max_body_bytes)
+        .map_err(|e| ZsError::invalid_argument(e.message))?;
+    match body::json::<Value>(&bytes).map_err(|e| ZsError::invalid_argument(e.message))? {
+        Value::Object(map) => Ok(map),
+        other => Err(ZsError::invalid_argument(format!(
+            "the body must be a JSON object, not {other}"
+        ))),
+    }
+}
+
+fn object<'a>(map: &'a Map<String, Value>, key: &str) -> Result<&'a Map<String, Value>, ZsError> {
+    map.get(key).and_then(Value::as_object).ok_or_else(|| {
+        ZsError::invalid_argument(format!("the body must carry an object under '{key}'"))
+    })
+}
+
+async fn create(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let result = async {
+        let map = wrapped(&state, body)?;
+        let params = object(&map, "params")?.clone();
+        let inv = with_store(&state, move |s| s.create_catalog_entry(&params)).await?;
+        Ok(json!({ "inventory": inv }))
+    }
+    .await;
+    answer(result)
+}
+
+async fn action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let map = wrapped(&state, body)?;
+        let (name, args) = match map.iter().next() {
+            Some((name, Value::Object(args))) if map.len() == 1 => (name.as_str(), args.clone()),
+            _ => {
+                return Err(ZsError::invalid_argument(
+                    "the body must be one action: {\"updateModelService\": {...}} or {\"deployModelService\": {...}}",
+                ))
+            }
+        };
+        match name {
+            "updateModelService" => {
+                let id = uuid.clone();
+                let inv = with_store(&state, move |s| s.update_catalog_entry(&id, &args))
+                    .await?
+                    .ok_or_else(|| ZsError::not_found(format!("no model service has the uuid {uuid}")))?;
+                Ok(json!({ "inventory": inv }))
+            }
+            "deployModelService" => deploy(&state, &headers, &uuid, args).await,
+            other => Err(ZsError::invalid_argument(format!(
+                "unknown action '{other}'; this resource supports updateModelService and deployModelService"
+            ))),
+        }
+    }
+    .await;
+    answer(result)
+}
+
+/// Runs a recipe as a seed-003 inference service in one call: the model is
+/// `modelUuid` (one of the recipe's refs) or its first ref, the framework and
+/// resources default to the recipe's; the rest is the services API's create.
+async fn deploy(
+    state: &AppState,
+    headers: &HeaderMap,
+    uuid: &str,
+    mut args: Map<String, Value>,
+) -> Result<Value, ZsError> {
+    let id = uuid.to_string();
+    let entry = with_store(state, move |s| s.catalog_entry(&id))
+        .await?
+        .ok_or_else(|| ZsError::not_found(format!("no model service has the uuid {uuid}")))?;
+    let refs: Vec<String> = entry["modelServiceRefs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["modelUuid"].as_str().map(str::to_string))
+        .collect();
+    let model = match args.remove("modelUuid") {
+        Some(Value::String(m)) if refs.is_empty() || refs.contains(&m) => m,
+        Some(Value::String(m)) => {
+            return Err(ZsError::invalid_argument(format!(
+                "model '{m}' is not one this recipe serves ({})",
+                refs.join(", ")
+            )))
+        }
+        Some(other) => {
+            return Err(ZsError::invalid_argument(format!(
+                "'modelUuid' must be a string, not {other}"
+            )))
+        }
+        None => refs.first().cloned().ok_or_else(|| {
+            ZsError::invalid_argument("this recipe names no model: give 'modelUuid'")
+        })?,
+    };
+    args.insert("model_id".into(), Value::String(model));
+    for (key, from) in [
+        ("framework", "framework"),
+        ("cpu", "requestCpu"),
+        ("memory", "requestMemory"),
+    ] {
+        if !args.contains_key(key) && !entry[from].is_null() {
+            args.insert(key.into(), entry[from].clone());
+        }
+    }
+    if !args.contains_key("description") {
+        args.insert("description".into(), entry["description"].clone());
+    }
+    let rec = services::create_from(state, &args)
+        .await
+        .map_err(|e| ZsError {
+            status: e.status,
+            code: match e.status {
+                StatusCode::CONFLICT => "SYS.1002",
+                s if s.is_server_error() => "SYS.1000",
+                _ => "SYS.1007",
+            },
+            description: "Failed to deploy the model service",
+            details: e.message,
+        })?;
+    let inventory = services::full(&rec, headers);
+    services::spawn_deploy(state.clone(), rec);
+    Ok(json!({ "inventory": inventory }))
+}
+
+async fn remove(State(state): State<AppState>, Path(uuid): Path<String>) -> Response {
+    let id = uuid.clone();
+    let result = async {
+        if with_store(&state, move |s| s.delete_catalog_entry(&id)).await? {
+            Ok(json!({}))
+        } else {
+            Err(ZsError::not_found(format!(
+                "no model service has the uuid {uuid}"
+            )))
+        }
+    }
+    .await;
+    answer(result)
 }

@@ -37,7 +37,9 @@ impl Server {
     }
 
     pub fn start_with_data(models: &Path, data: &Path, extra: &[&str]) -> Server {
+        // From the workspace root, so the default catalog file is found.
         let mut child = Command::new(env!("CARGO_BIN_EXE_inferd"))
+            .current_dir(workspace())
             .args(["serve", "--port", "0", "--models"])
             .arg(models)
             .arg("--data-dir")
