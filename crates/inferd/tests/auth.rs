@@ -33,6 +33,9 @@ fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
+/// A request without credentials, and what its face's 401 body must look like.
+type Denial = (&'static str, &'static str, &'static str, fn(&Value) -> bool);
+
 fn bearer(key: &str) -> String {
     format!("Bearer {key}")
 }
@@ -47,7 +50,7 @@ fn keys_and_roles_guard_every_face_in_its_own_format() {
     let a = &server.addr;
 
     // No credential: 401 in each face's envelope.
-    let cases: [(&str, &str, &str, fn(&Value) -> bool); 9] = [
+    let cases: [Denial; 9] = [
         ("POST", "/v2/models/iris/infer", IRIS, |v| {
             v["error"].is_string()
         }),

@@ -49,12 +49,12 @@ fn new_uuid() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// Columns to set, and the models to link when the refs are given.
+type Changes = (Vec<(&'static str, Sql)>, Option<Vec<String>>);
+
 /// The columns to set and the refs to write, from an API object. `create`
 /// allows `uuid` (32 hex digits) and needs `name`.
-fn values(
-    map: &Map<String, Value>,
-    create: bool,
-) -> Result<(Vec<(&'static str, Sql)>, Option<Vec<String>>), String> {
+fn values(map: &Map<String, Value>, create: bool) -> Result<Changes, String> {
     let mut set = Vec::new();
     let mut refs = None;
     for (key, value) in map {
