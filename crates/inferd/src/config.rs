@@ -165,6 +165,7 @@ impl ServeArgs {
         if session_ttl_s == 0 || max_replicas == 0 {
             anyhow::bail!("session_ttl_s and max_service_replicas must be above 0");
         }
+        let max_memory_bytes = self.max_memory_bytes.or(file.max_memory_bytes).unwrap_or(0);
         Ok(Settings {
             models: self
                 .models
@@ -193,7 +194,7 @@ impl ServeArgs {
                         .max_loaded_models
                         .or(file.max_loaded_models)
                         .unwrap_or(0),
-                    max_memory_bytes: self.max_memory_bytes.or(file.max_memory_bytes).unwrap_or(0),
+                    max_memory_bytes,
                 },
                 max_elements,
                 default_timeout: Duration::from_millis(timeout_ms),
@@ -218,7 +219,10 @@ impl ServeArgs {
             },
             insecure: self.insecure || file.insecure.unwrap_or(false),
             session_ttl: Duration::from_secs(session_ttl_s),
-            services: ServiceLimits { max_replicas },
+            services: ServiceLimits {
+                max_replicas,
+                memory_bytes: (max_memory_bytes > 0).then_some(max_memory_bytes),
+            },
             catalog: self
                 .catalog
                 .or(file.catalog)

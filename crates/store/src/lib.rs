@@ -20,9 +20,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 
 pub use auth::{key_digest, ActiveKey, KeyInfo, Role, Session};
-pub use catalog::{read_catalog_file, Query as CatalogQuery, QueryReply};
+pub use catalog::{
+    read_catalog_file, Query as CatalogQuery, QueryError as CatalogQueryError, QueryReply,
+};
 pub use jobs::{JobRecord, JobStatus};
-pub use services::{ServiceFilter, ServiceRecord, ServiceStatus};
+pub use services::{Admission, Restart, ServiceFilter, ServiceRecord, ServiceStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

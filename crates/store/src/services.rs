@@ -2,7 +2,7 @@
 //! resources. The row is the source of truth for what should run; status moves
 //! by conditional updates, so a stop that races a finishing deploy is not lost.
 
-use rusqlite::{params, params_from_iter, Row};
+use rusqlite::{params, params_from_iter, OptionalExtension, Row};
 
 use crate::{now, Store, StoreError, StoreResult};
 
@@ -105,12 +105,49 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
             || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
 }
 
+/// Memory held by services with (or getting) instances, other than `?1`.
+const RESERVED: &str = "(SELECT COALESCE(SUM(memory), 0) FROM services
+     WHERE id != ?1 AND status IN ('creating', 'running', 'stopping'))";
+
+// Admission: the memory check and the write are one statement, so two
+// concurrent requests cannot both take the last room.
+
+/// What `insert_service` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Admitted,
+    /// Another service has the name (names are unique).
+    NameTaken,
+    /// Services already hold `reserved` bytes; this one would pass the ceiling.
+    NoRoom {
+        reserved: u64,
+    },
+}
+
+/// What `start_service` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    Started,
+    Unknown,
+    /// It is in a state it cannot be started from.
+    InState(ServiceStatus),
+    /// Other services hold `reserved` bytes; this one would pass the ceiling.
+    NoRoom {
+        reserved: u64,
+    },
+}
+
 impl Store {
-    /// Saves a new service; false when its name is taken (names are unique, so
-    /// of two concurrent creates of one name exactly one wins).
-    pub fn insert_service(&self, s: &ServiceRecord) -> StoreResult<bool> {
-        let res = self.lock().execute(
-            &format!("INSERT INTO services ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+    /// Saves a new service if its memory fits under `ceiling` with what other
+    /// services hold.
+    pub fn insert_service(&self, s: &ServiceRecord, ceiling: u64) -> StoreResult<Admission> {
+        let conn = self.lock();
+        let res = conn.execute(
+            &format!(
+                "INSERT INTO services ({COLUMNS})
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
+                 WHERE ?9 + {RESERVED} <= ?16"
+            ),
             params![
                 s.id,
                 s.name,
@@ -126,14 +163,50 @@ impl Store {
                 s.status.as_str(),
                 s.reason,
                 s.created_at,
-                s.updated_at
+                s.updated_at,
+                ceiling.min(i64::MAX as u64) as i64
             ],
         );
         match res {
-            Ok(_) => Ok(true),
-            Err(e) if is_unique_violation(&e) => Ok(false),
+            Ok(1) => Ok(Admission::Admitted),
+            Ok(_) => Ok(Admission::NoRoom {
+                reserved: reserved(&conn, &s.id)?,
+            }),
+            Err(e) if is_unique_violation(&e) => Ok(Admission::NameTaken),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Moves a stopped or failed service back to `creating` if its memory
+    /// fits under `ceiling` with what other services hold.
+    pub fn start_service(&self, id: &str, ceiling: u64) -> StoreResult<Restart> {
+        let conn = self.lock();
+        let n = conn.execute(
+            &format!(
+                "UPDATE services SET status = 'creating', reason = NULL, updated_at = ?2
+                 WHERE id = ?1 AND status IN ('stopped', 'failed')
+                   AND memory + {RESERVED} <= ?3"
+            ),
+            params![id, now(), ceiling.min(i64::MAX as u64) as i64],
+        )?;
+        if n == 1 {
+            return Ok(Restart::Started);
+        }
+        let status: Option<String> = conn
+            .query_row("SELECT status FROM services WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let Some(status) = status else {
+            return Ok(Restart::Unknown);
+        };
+        let status = ServiceStatus::parse(&status).ok_or(StoreError::UnknownStatus(status))?;
+        Ok(match status {
+            ServiceStatus::Stopped | ServiceStatus::Failed => Restart::NoRoom {
+                reserved: reserved(&conn, id)?,
+            },
+            other => Restart::InState(other),
+        })
     }
 
     pub fn service(&self, id: &str) -> StoreResult<Option<ServiceRecord>> {
@@ -228,18 +301,11 @@ impl Store {
         let rows = stmt.query_map([], record)?;
         rows.map(|r| finish(r?)).collect()
     }
+}
 
-    /// Memory promised to services that hold or are getting instances, other
-    /// than `except`.
-    pub fn service_memory_reserved(&self, except: &str) -> StoreResult<u64> {
-        let sum: i64 = self.lock().query_row(
-            "SELECT COALESCE(SUM(memory), 0) FROM services
-             WHERE id != ?1 AND status IN ('creating', 'running', 'stopping')",
-            [except],
-            |r| r.get(0),
-        )?;
-        Ok(sum.max(0) as u64)
-    }
+fn reserved(conn: &rusqlite::Connection, except: &str) -> StoreResult<u64> {
+    let sum: i64 = conn.query_row(&format!("SELECT {RESERVED}"), [except], |r| r.get(0))?;
+    Ok(sum.max(0) as u64)
 }
 
 #[cfg(test)]
@@ -273,9 +339,17 @@ mod tests {
         for i in 0..45 {
             let mut s = svc(&format!("svc-{i:03}"), &format!("svc {i}"), i % 2);
             s.created_at = i as f64;
-            assert!(store.insert_service(&s).unwrap());
+            assert_eq!(
+                store.insert_service(&s, u64::MAX).unwrap(),
+                Admission::Admitted
+            );
         }
-        assert!(!store.insert_service(&svc("svc-x", "svc 3", 0)).unwrap());
+        assert_eq!(
+            store
+                .insert_service(&svc("svc-x", "svc 3", 0), u64::MAX)
+                .unwrap(),
+            Admission::NameTaken
+        );
         let (page, total) = store
             .list_services(&ServiceFilter::default(), 3, 20)
             .unwrap();
@@ -314,9 +388,63 @@ mod tests {
         };
         assert_eq!(store.list_services(&running, 1, 20).unwrap().1, 1);
         assert_eq!(store.services_to_restore().unwrap().len(), 45);
-        assert_eq!(store.service_memory_reserved("svc-000").unwrap(), 44 << 20);
         assert!(store.delete_service("svc-001").unwrap());
         assert!(store.service("svc-001").unwrap().is_none());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn memory_is_admitted_under_the_ceiling_on_create_and_start() {
+        let (store, dir) = temp_store("services-room");
+        let ceiling = 3 << 20;
+        for i in 0..3 {
+            let s = svc(&format!("svc-{i}"), &format!("s{i}"), 0);
+            assert_eq!(
+                store.insert_service(&s, ceiling).unwrap(),
+                Admission::Admitted
+            );
+        }
+        assert_eq!(
+            store
+                .insert_service(&svc("svc-3", "s3", 0), ceiling)
+                .unwrap(),
+            Admission::NoRoom { reserved: 3 << 20 }
+        );
+        assert!(store.service("svc-3").unwrap().is_none());
+        let stop = |id: &str| {
+            store
+                .set_service_status(id, &[ServiceStatus::Creating], ServiceStatus::Stopped, None)
+                .unwrap()
+        };
+        assert!(stop("svc-0"));
+        assert_eq!(
+            store.start_service("svc-1", ceiling).unwrap(),
+            Restart::InState(ServiceStatus::Creating)
+        );
+        assert_eq!(
+            store.start_service("svc-9", ceiling).unwrap(),
+            Restart::Unknown
+        );
+        assert_eq!(
+            store
+                .insert_service(&svc("svc-3", "s3", 0), ceiling)
+                .unwrap(),
+            Admission::Admitted
+        );
+        // svc-3 took the room svc-0 left: svc-0 cannot start again.
+        assert_eq!(
+            store.start_service("svc-0", ceiling).unwrap(),
+            Restart::NoRoom { reserved: 3 << 20 }
+        );
+        assert!(stop("svc-3"));
+        assert_eq!(
+            store.start_service("svc-0", ceiling).unwrap(),
+            Restart::Started
+        );
+        assert_eq!(
+            store.service("svc-0").unwrap().unwrap().status,
+            ServiceStatus::Creating
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -93,10 +93,13 @@ impl Manager {
         drop(loaded);
         if memory > d.memory_limit {
             self.undeploy(&d.name).await;
-            return Err(CoreError::BadRequest(format!(
-                "model '{}' takes {memory} bytes loaded, more than the {} bytes of memory asked for",
-                d.model, d.memory_limit
-            )));
+            return Err(CoreError::ModelUnavailable {
+                model: d.model.clone(),
+                reason: format!(
+                    "it takes {memory} bytes loaded, more than the {} bytes of memory asked for",
+                    d.memory_limit
+                ),
+            });
         }
         Ok(Deployed { version, memory })
     }

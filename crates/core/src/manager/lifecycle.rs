@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::state::{Loaded, SlotState};
+use super::state::{Budget, Loaded, SlotState};
 use super::{Manager, Outcome};
 use crate::backend::LoadSpec;
 use crate::config::ModelConfig;
@@ -223,6 +223,10 @@ impl Manager {
         let entry = &st.models[name];
         let config = entry.config.clone().expect("resolve checked the config");
         let dir = entry.dir.clone();
+        // A deployment is not a cache entry: its use is no cache hit or miss,
+        // and it was admitted against the services' own memory reservation,
+        // so it neither evicts cache entries nor counts as one.
+        let deployed = entry.deployed;
         let slot = st.slot_mut(name, v).expect("resolved version");
         match &slot.state {
             SlotState::Ready(l) => {
@@ -230,7 +234,9 @@ impl Manager {
                 slot.last_used = tick;
                 slot.last_access = Some(SystemTime::now());
                 slot.access_count += 1;
-                st.counters.hits += 1;
+                if !deployed {
+                    st.counters.hits += 1;
+                }
                 Ok(Step::Ready(l))
             }
             SlotState::Loading { .. } | SlotState::Unloading => Ok(Step::Wait),
@@ -246,7 +252,12 @@ impl Manager {
             }
             SlotState::Unloaded { .. } => {
                 let needed = folder_bytes(&dir.join(v.to_string()));
-                let evict = st.pick_evictions(needed, st.budget).ok_or_else(|| {
+                let budget = if deployed {
+                    Budget::default()
+                } else {
+                    st.budget
+                };
+                let evict = st.pick_evictions(needed, budget).ok_or_else(|| {
                     let b = st.budget;
                     let mut limits = Vec::new();
                     if b.max_loaded_models > 0 {
@@ -263,7 +274,9 @@ impl Manager {
                         limits: limits.join("; "),
                     }
                 })?;
-                st.counters.misses += 1;
+                if !deployed {
+                    st.counters.misses += 1;
+                }
                 let mut evicted = Vec::new();
                 for (ename, ev) in evict {
                     let slot = st.slot_mut(&ename, ev).expect("picked from state");

@@ -205,16 +205,13 @@ impl ManagerState {
         let mut count = 0usize;
         let mut used = 0u64;
         let mut idle = Vec::new();
-        for (name, entry) in &self.models {
+        for (name, entry) in self.models.iter().filter(|(_, e)| !e.deployed) {
             for (&v, slot) in &entry.versions {
                 match &slot.state {
                     SlotState::Ready(l) => {
                         count += 1;
                         used += l.memory;
-                        if !entry.deployed
-                            && Arc::strong_count(l) == 1
-                            && l.scheduler.queue_len() == 0
-                        {
+                        if Arc::strong_count(l) == 1 && l.scheduler.queue_len() == 0 {
                             idle.push((slot.last_used, name.clone(), v, l.memory));
                         }
                     }
@@ -244,10 +241,12 @@ impl ManagerState {
         (chosen, true)
     }
 
-    /// Memory held by loaded (and loading) versions.
+    /// Memory held by the cache's loaded (and loading) versions; deployments
+    /// are accounted by the services that own them.
     pub fn memory_used(&self) -> u64 {
         self.models
             .values()
+            .filter(|e| !e.deployed)
             .flat_map(|e| e.versions.values())
             .map(|s| match &s.state {
                 SlotState::Ready(l) => l.memory,
@@ -384,6 +383,22 @@ mod tests {
         });
         assert_eq!(chosen, vec![("c".to_string(), 1), ("a".to_string(), 1)]);
         assert!(!fits, "b is busy, so the budget cannot be met yet");
+    }
+
+    #[test]
+    fn deployments_are_outside_the_cache_budget() {
+        let mut st = state_with(&[("svc", 50, 1), ("a", 10, 2)]);
+        st.models.get_mut("svc").unwrap().deployed = true;
+        let budget = Budget {
+            max_loaded_models: 2,
+            max_memory_bytes: 40,
+        };
+        assert_eq!(st.pick_evictions(30, budget).unwrap(), vec![]);
+        assert_eq!(
+            st.pick_evictions(31, budget).unwrap(),
+            vec![("a".to_string(), 1)]
+        );
+        assert_eq!(st.memory_used(), 10);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use inferd_core::manager::Deployment;
-use inferd_store::{now, time, ServiceFilter, ServiceRecord, ServiceStatus};
+use inferd_store::{now, time, Admission, Restart, ServiceFilter, ServiceRecord, ServiceStatus};
 use serde_json::{json, Map, Value};
 
 use super::{blocking, ok, ServiceError};
@@ -123,14 +123,6 @@ fn parse_version(text: &str) -> Result<u64, ServiceError> {
     }
 }
 
-/// Physical memory, the ceiling for a service when no budget is configured.
-fn memory_total() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -231,24 +223,7 @@ pub(crate) async fn create_from(
             )))
         }
     };
-    let budget = state.manager.budget().max_memory_bytes;
-    let ceiling = if budget > 0 {
-        Some(budget)
-    } else {
-        memory_total()
-    };
     let id = format!("svc-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let reserved = {
-        let id = id.clone();
-        blocking(state, move |s| s.service_memory_reserved(&id)).await?
-    };
-    if let Some(ceiling) = ceiling {
-        if reserved.saturating_add(memory) > ceiling {
-            return Err(ServiceError::invalid(format!(
-                "'memory' {memory} does not fit: the server has {ceiling} bytes for models and services already hold {reserved}"
-            )));
-        }
-    }
     let at = now();
     let rec = ServiceRecord {
         id,
@@ -268,13 +243,17 @@ pub(crate) async fn create_from(
         updated_at: at,
     };
     let saved = rec.clone();
-    if !blocking(state, move |s| s.insert_service(&saved)).await? {
-        return Err(ServiceError::conflict(format!(
+    let ceiling = state.services.memory_ceiling();
+    match blocking(state, move |s| s.insert_service(&saved, ceiling)).await? {
+        Admission::Admitted => Ok(rec),
+        Admission::NameTaken => Err(ServiceError::conflict(format!(
             "an inference service named '{}' already exists",
             rec.name
-        )));
+        ))),
+        Admission::NoRoom { reserved } => Err(ServiceError::invalid(format!(
+            "'memory' {memory} does not fit: the server has {ceiling} bytes for services and they already hold {reserved}"
+        ))),
     }
-    Ok(rec)
 }
 
 /// Loads the service's model, then marks it running (or failed with the reason).
@@ -429,10 +408,23 @@ pub async fn stop(State(state): State<AppState>, Path(id): Path<String>) -> Resp
     }
 }
 
-/// A stopped or failed service is deployed again.
+/// A stopped or failed service is deployed again, if its memory still fits.
 pub async fn start(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    const FROM: &[ServiceStatus] = &[ServiceStatus::Stopped, ServiceStatus::Failed];
-    match transition(&state, &id, FROM, ServiceStatus::Creating, "start").await {
+    let ceiling = state.services.memory_ceiling();
+    let sid = id.clone();
+    let admitted = match blocking(&state, move |s| s.start_service(&sid, ceiling)).await {
+        Ok(Restart::Started) => Ok(()),
+        Ok(Restart::InState(status)) => Err(ServiceError::conflict(format!(
+            "cannot start inference service '{id}': it is {}",
+            status.as_str()
+        ))),
+        Ok(Restart::NoRoom { reserved }) => Err(ServiceError::conflict(format!(
+            "cannot start inference service '{id}': its memory does not fit now (services may hold {ceiling} bytes together and others hold {reserved}); stop another first"
+        ))),
+        Ok(Restart::Unknown) => Err(ServiceError::unknown(&id)),
+        Err(e) => Err(e),
+    };
+    match admitted {
         Ok(()) => {
             let lookup = id.clone();
             match blocking(&state, move |s| s.service(&lookup)).await {

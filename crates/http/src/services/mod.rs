@@ -32,12 +32,34 @@ use crate::AppState;
 #[derive(Debug, Clone, Copy)]
 pub struct ServiceLimits {
     pub max_replicas: u32,
+    /// The most memory services may reserve together. Fixed at start: the
+    /// model cache's budget (which `/inference/cache/config` changes at run
+    /// time) covers ordinary models only, so a cache resize never strands a
+    /// service. `None`: this machine's physical memory.
+    pub memory_bytes: Option<u64>,
 }
 
 impl Default for ServiceLimits {
     fn default() -> Self {
-        ServiceLimits { max_replicas: 8 }
+        ServiceLimits {
+            max_replicas: 8,
+            memory_bytes: None,
+        }
     }
+}
+
+impl ServiceLimits {
+    fn memory_ceiling(&self) -> u64 {
+        self.memory_bytes.or_else(memory_total).unwrap_or(u64::MAX)
+    }
+}
+
+/// Physical memory, the ceiling for services when none is configured.
+fn memory_total() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 pub fn routes() -> Router<AppState> {

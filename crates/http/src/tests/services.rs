@@ -20,16 +20,20 @@ fn app_with_store(tag: &str) -> (axum::Router, AppState) {
 }
 
 async fn wait_running(app: &axum::Router, id: &str) -> Value {
+    wait_leaving(app, id, "creating").await
+}
+
+async fn wait_leaving(app: &axum::Router, id: &str, status: &str) -> Value {
     for _ in 0..600 {
         let rec = get(app, &format!("/api/v1/inference/services/{id}"))
             .await
             .json();
-        if rec["data"]["status"] != "creating" {
+        if rec["data"]["status"] != status {
             return rec;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("{id} never left creating");
+    panic!("{id} never left {status}");
 }
 
 #[tokio::test]
@@ -103,4 +107,91 @@ async fn the_cache_api_cannot_evict_a_running_service() {
     .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json());
     assert_eq!(a.json()["data"]["predictions"]["label"], json!([2]));
+}
+
+#[tokio::test]
+async fn services_neither_fill_nor_evict_the_model_cache() {
+    let (app, _) = app_with_store("svc-room");
+    let a = send(
+        &app,
+        "PUT",
+        "/inference/cache/config?max_cache_size=1",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json());
+    let a = post(
+        &app,
+        "/v2/models/iris/infer",
+        json!({"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [6.7, 3.0, 5.2, 2.3]}]}),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json());
+    let before = get(&app, "/inference/cache/stats").await.json()["stats"].clone();
+    for i in 0..3 {
+        let a = post(
+            &app,
+            "/api/v1/inference/services",
+            json!({"name": format!("s{i}"), "model_id": "digits", "memory": 1 << 26}),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.json());
+        let id = a.json()["data"]["service_id"].as_str().unwrap().to_string();
+        let rec = wait_running(&app, &id).await;
+        assert_eq!(rec["data"]["status"], "running", "{rec}");
+    }
+    assert_eq!(
+        get(&app, "/v2/models/iris/ready").await.status,
+        StatusCode::OK
+    );
+    let after = get(&app, "/inference/cache/stats").await.json()["stats"].clone();
+    assert_eq!(after["evictions"], before["evictions"], "{after}");
+    assert_eq!(after["cached_models"], 1, "{after}");
+    assert_eq!(
+        after["memory_used_bytes"], before["memory_used_bytes"],
+        "{after}"
+    );
+}
+
+#[tokio::test]
+async fn start_checks_the_memory_again() {
+    let m = manager(&models(), ManagerConfig::default());
+    let store = Store::open(&temp_repo("svc-start")).unwrap();
+    let mut state = AppState::new(m, Compat::Kserve, 1 << 16).with_store(store);
+    state.services.memory_bytes = Some(1 << 20);
+    let app = router(state);
+    let create = |name: &'static str| {
+        post(
+            &app,
+            "/api/v1/inference/services",
+            json!({"name": name, "model_id": "digits", "memory": 600_000}),
+        )
+    };
+    let a = create("first").await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.json());
+    let first = a.json()["data"]["service_id"].as_str().unwrap().to_string();
+    wait_running(&app, &first).await;
+    let a = create("second").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.json());
+    assert!(a.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("does not fit"));
+    let stop = format!("/api/v1/inference/services/{first}/stop");
+    assert_eq!(post(&app, &stop, json!({})).await.status, StatusCode::OK);
+    assert_eq!(
+        wait_leaving(&app, &first, "stopping").await["data"]["status"],
+        "stopped"
+    );
+    let a = create("second").await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.json());
+    let start = format!("/api/v1/inference/services/{first}/start");
+    let a = post(&app, &start, json!({})).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.json());
+    assert_eq!(a.json()["code"], 40901);
+    assert!(a.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("does not fit"));
 }
