@@ -107,6 +107,14 @@ def test_malformed_q_is_a_400_error_code(http, api, cond, why):
     assert set(err) == {"code", "description", "details", "elaboration", "opaque", "cause"}
 
 
+def test_a_condition_value_keeps_its_spaces_and_commas(http, api):
+    assert names(query(http, api, "name=Remote TGI server")) == ["Remote TGI server"]
+    assert query(http, api, "name= Remote TGI server")["inventories"] == []
+    assert names(query(http, api, "name?=Remote TGI server,Remote Ollama server")) == [
+        "Remote Ollama server", "Remote TGI server"]
+    assert names(query(http, api, "name~=Remote_TGI%")) == ["Remote TGI server"]
+
+
 def test_non_integer_limit_and_sql_looking_values(http, api):
     r = http.get(api, params={"limit": "ten"}, timeout=10)
     assert r.status_code == 400 and "'limit'" in r.json()["error"]["details"]
@@ -124,6 +132,11 @@ def test_create_update_and_delete_zstacks_way(http, api):
     try:
         assert inv["name"] == name and inv["system"] is None
         assert names(query(http, api, f"name={name}")) == [name]
+        one = http.get(f"{api}/{inv['uuid']}", params={"fields": "uuid,modelServiceRefs"}, timeout=10)
+        assert one.status_code == 200, one.text
+        [got] = one.json()["inventories"]
+        assert sorted(got) == ["modelServiceRefs", "uuid"]
+        assert [r["modelUuid"] for r in got["modelServiceRefs"]] == ["iris"]
         r = http.put(f"{api}/{inv['uuid']}/actions",
                      json={"updateModelService": {"description": "updated", "requestCpu": 2}}, timeout=10)
         assert r.status_code == 200, r.text
@@ -133,7 +146,7 @@ def test_create_update_and_delete_zstacks_way(http, api):
         assert bad.status_code == 400 and "updateModelService" in bad.json()["error"]["details"]
     finally:
         r = http.delete(f"{api}/{inv['uuid']}", timeout=10)
-    assert r.status_code == 200 and r.json()["success"] is True
+    assert r.status_code == 200 and r.json() == {"success": True, "error": None}
     assert http.delete(f"{api}/{inv['uuid']}", timeout=10).status_code == 404
     assert query(http, api, f"name={name}")["inventories"] == []
 

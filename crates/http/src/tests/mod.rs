@@ -5,6 +5,7 @@ mod flows;
 mod openai;
 mod scheduling;
 mod services;
+mod zstack_catalog;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

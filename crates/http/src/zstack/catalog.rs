@@ -70,8 +70,16 @@ fn answer(result: Result<Value, ZsError>) -> Response {
     }
 }
 
-async fn run_query(state: &AppState, params: Vec<(String, String)>) -> Result<Value, ZsError> {
-    let q = CatalogQuery::parse(&params).map_err(ZsError::invalid_argument)?;
+/// The query the request's parameters spell; a refusal is SYS.1007 with the
+/// store's text, which names the condition and why.
+fn parse(p: Params) -> Result<CatalogQuery, ZsError> {
+    let params = p.map(|Query(v)| v).map_err(|e| {
+        ZsError::invalid_argument(format!("Invalid query parameter. {}", e.body_text()))
+    })?;
+    CatalogQuery::parse(&params).map_err(|e| ZsError::invalid_argument(e.to_string()))
+}
+
+async fn run_query(state: &AppState, q: CatalogQuery) -> Result<Value, ZsError> {
     let (count, with_count) = (q.count, q.reply_with_count);
     let reply = with_store(state, move |s| s.query_catalog(&q)).await?;
     Ok(if count {
@@ -83,35 +91,28 @@ async fn run_query(state: &AppState, params: Vec<(String, String)>) -> Result<Va
     })
 }
 
-fn params(p: Params) -> Result<Vec<(String, String)>, ZsError> {
-    p.map(|Query(v)| v).map_err(|e| {
-        ZsError::invalid_argument(format!("Invalid query parameter. {}", e.body_text()))
-    })
-}
-
 async fn list(State(state): State<AppState>, p: Params) -> Response {
-    let result = async { run_query(&state, params(p)?).await }.await;
+    let result = async { run_query(&state, parse(p)?).await }.await;
     answer(result)
 }
 
+/// The query `uuid=<uuid>` with the request's shaping (`fields`...); its own
+/// `q`s are dropped, as ZStack's handler replaces them.
 async fn one(State(state): State<AppState>, Path(uuid): Path<String>, p: Params) -> Response {
-    let result = async {
-        let mut params = params(p)?;
-        params.retain(|(k, _)| k != "q");
-        params.push(("q".into(), format!("uuid={uuid}")));
-        run_query(&state, params).await
-    }
-    .await;
+    let result = async { run_query(&state, parse(p)?.only_uuid(&uuid)).await }.await;
     answer(result)
 }
 
-/// The body's object under `key`, with clear errors for anything else.
+/// The body as a JSON object; anything else is a ZStack error (413 over the
+/// size limit, 400 otherwise) rather than axum's plain-text rejection.
 fn wrapped(
     state: &AppState,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Map<String, Value>, ZsError> {
-    let bytes = body::bytes(body, state.max_body_bytes)
-        .map_err(|e| ZsError::invalid_argument(e.message))?;
+    let bytes = body::bytes(body, state.max_body_bytes).map_err(|e| ZsError {
+        status: e.status,
+        ..ZsError::invalid_argument(e.message)
+    })?;
     match body::json::<Value>(&bytes).map_err(|e| ZsError::invalid_argument(e.message))? {
         Value::Object(map) => Ok(map),
         other => Err(ZsError::invalid_argument(format!(
@@ -237,9 +238,19 @@ async fn deploy(
     Ok(json!({ "inventory": inventory }))
 }
 
-async fn remove(State(state): State<AppState>, Path(uuid): Path<String>) -> Response {
+/// Both of ZStack's delete modes remove the entry at once: nothing depends on
+/// a recipe (a deployed service keeps its own copy of what it needs).
+async fn remove(State(state): State<AppState>, Path(uuid): Path<String>, p: Params) -> Response {
     let id = uuid.clone();
     let result = async {
+        let Query(params) = p.map_err(|e| ZsError::invalid_argument(e.body_text()))?;
+        for (_, mode) in params.iter().filter(|(k, _)| k == "deleteMode") {
+            if mode != "Permissive" && mode != "Enforcing" {
+                return Err(ZsError::invalid_argument(format!(
+                    "'deleteMode' must be Permissive or Enforcing, not '{mode}'"
+                )));
+            }
+        }
         if with_store(&state, move |s| s.delete_catalog_entry(&id)).await? {
             Ok(json!({}))
         } else {

@@ -10,7 +10,7 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{params, params_from_iter, OptionalExtension, Transaction};
 use serde_json::{Map, Value};
 
-pub use query::Query;
+pub use query::{Query, QueryError};
 
 use crate::{now, Store, StoreError, StoreResult};
 use fields::{columns, project, to_json, to_sql, Kind, FIELDS};
@@ -53,18 +53,26 @@ fn new_uuid() -> String {
 type Changes = (Vec<(&'static str, Sql)>, Option<Vec<String>>);
 
 /// The columns to set and the refs to write, from an API object. `create`
-/// allows `uuid` (32 hex digits) and needs `name`.
+/// allows `uuid` (32 hex digits) and needs `name`. Unknown keys are refused
+/// (ZStack's Gson would drop them) so that a misspelt field is not lost.
 fn values(map: &Map<String, Value>, create: bool) -> Result<Changes, String> {
     let mut set = Vec::new();
     let mut refs = None;
+    if map.contains_key("modelUuids") && map.contains_key("modelServiceRefs") {
+        return Err("give 'modelUuids' or 'modelServiceRefs', not both".into());
+    }
     for (key, value) in map {
+        if key == "modelUuids" {
+            refs = Some(model_refs(key, value)?);
+            continue;
+        }
         let field = FIELDS
             .iter()
             .find(|f| f.api == key)
             .ok_or_else(|| format!("'{key}' is not a field of a model service"))?;
         match field.kind {
             Kind::Date => return Err(format!("'{key}' is set by the server")),
-            Kind::Refs => refs = Some(model_refs(value)?),
+            Kind::Refs => refs = Some(model_refs(key, value)?),
             _ if field.api == "uuid" => {
                 let ok = create
                     && value
@@ -92,10 +100,12 @@ fn values(map: &Map<String, Value>, create: bool) -> Result<Changes, String> {
     Ok((set, refs))
 }
 
-/// `modelServiceRefs` as given: `[{"modelUuid": "iris"}, ...]` or `["iris", ...]`.
-fn model_refs(value: &Value) -> Result<Vec<String>, String> {
-    let bad =
-        || "'modelServiceRefs' must be a list of {\"modelUuid\": <model>} objects".to_string();
+/// The models to link, from `modelServiceRefs` (`[{"modelUuid": "iris"}]`)
+/// or its shorthand `modelUuids` (`["iris"]`); either takes either form.
+fn model_refs(key: &str, value: &Value) -> Result<Vec<String>, String> {
+    let bad = || {
+        format!("'{key}' must be a list of model names or of {{\"modelUuid\": <model>}} objects")
+    };
     value
         .as_array()
         .ok_or_else(bad)?

@@ -7,7 +7,9 @@
 //! occurrence; the field is trimmed, the value is not. `f=null` and `f!=null`
 //! are the null tests too. LIKE is SQLite's, case-insensitive for ASCII like
 //! MySQL's default collation. Dates are not query fields (ZStack compares them
-//! as SQL timestamps; we print them in Gson's form, which does not order).
+//! as SQL timestamps; we print them in Gson's form, which does not order), but
+//! they sort. Every refusal is a [`QueryError`] whose text names the condition
+//! or parameter and why, in ZStack's "Invalid query parameter." wording.
 
 use rusqlite::types::Value as Sql;
 
@@ -44,6 +46,42 @@ const ORDER: [(&str, Op); 10] = [
 ];
 
 const OPERATORS: &str = "[!=, >=, <=, !?=, !~=, ~=, ?=, =, >, <, is null, not null]";
+
+/// Why a query's parameters were refused; one variant per rule. The text is
+/// what a client sees (ZStack sends it as the 400's message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error("Invalid query parameter. The '{cond}' in the parameter[q] doesn't contain any query operator. Valid query operators are {OPERATORS}")]
+    NoOperator { cond: String },
+    #[error("Invalid query parameter. The '{cond}' in the parameter[q] is not a key-value pair split by {op}: the field name is empty")]
+    EmptyField { cond: String, op: &'static str },
+    #[error("Invalid query parameter. The '{cond}' in the parameter[q] is not a key-value pair split by {op}: the value is empty")]
+    EmptyValue { cond: String, op: &'static str },
+    #[error("Invalid query parameter. The '{cond}' names the unknown field '{field}'; queryable fields are [{valid}]", valid = queryable())]
+    UnknownField { cond: String, field: String },
+    #[error("Invalid query parameter. The '{cond}' names '{field}'; a ref's queryable fields are modelUuid and uuid")]
+    UnknownRefField { cond: String, field: String },
+    #[error("Invalid query parameter. The '{cond}': '{value}' is not an integer")]
+    NotAnInteger { cond: String, value: String },
+    #[error("Invalid query parameter. The '{cond}': '{value}' is not true or false")]
+    NotABoolean { cond: String, value: String },
+    #[error("Invalid query parameter. The '{cond}' uses LIKE on a field that is not text")]
+    LikeOnNonText { cond: String },
+    #[error("Invalid query parameter. '{param}' must be a non-negative integer, not '{value}'")]
+    BadInteger { param: &'static str, value: String },
+    #[error("Invalid query parameter. '{param}' must be true or false, not '{value}'")]
+    BadFlag { param: &'static str, value: String },
+    #[error("Invalid query parameter. Cannot sort by '{field}'; sortable fields are [{valid}]", valid = sortable())]
+    UnknownSortField { field: String },
+    #[error("Invalid query parameter. 'sortDirection' must be asc or desc, not '{value}'")]
+    BadSortDirection { value: String },
+    #[error("Invalid query parameter. 'sortDirection' needs 'sortBy'")]
+    DirectionWithoutSortBy,
+    #[error("Invalid query parameter. 'fields' is empty")]
+    EmptyFields,
+    #[error("Invalid query parameter. 'fields' names the unknown field '{field}'; fields are [{valid}]", valid = all_fields())]
+    UnknownProjection { field: String },
+}
 
 /// Where a condition applies: a column of the entry, or a field of its
 /// `modelServiceRefs` (a condition on any one ref).
@@ -89,207 +127,231 @@ impl Default for Query {
     }
 }
 
-fn queryable() -> String {
-    let names: Vec<&str> = FIELDS
+fn names(keep: impl Fn(&Field) -> bool) -> String {
+    FIELDS
         .iter()
-        .filter(|f| f.kind.queryable())
+        .filter(|f| keep(f))
         .map(|f| f.api)
-        .collect();
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn queryable() -> String {
     format!(
         "{}, modelServiceRefs.modelUuid, modelServiceRefs.uuid",
-        names.join(", ")
+        names(|f| f.kind.queryable())
     )
 }
 
-fn target(cond: &str, name: &str) -> Result<Target, String> {
+fn sortable() -> String {
+    names(|f| f.kind.sortable())
+}
+
+fn all_fields() -> String {
+    names(|_| true)
+}
+
+fn target(cond: &str, name: &str) -> Result<Target, QueryError> {
     if let Some(sub) = name.strip_prefix("modelServiceRefs.") {
         return match sub {
             "modelUuid" => Ok(Target::Ref("model_uuid")),
             "uuid" => Ok(Target::Ref("uuid")),
-            _ => Err(format!(
-                "Invalid query parameter. The '{cond}' names '{name}'; a ref's queryable fields are modelUuid and uuid"
-            )),
+            _ => Err(QueryError::UnknownRefField {
+                cond: cond.into(),
+                field: name.into(),
+            }),
         };
     }
     FIELDS
         .iter()
         .find(|f| f.api == name && f.kind.queryable())
         .map(Target::Column)
-        .ok_or_else(|| {
-            format!(
-                "Invalid query parameter. The '{cond}' names the unknown field '{name}'; queryable fields are [{}]",
-                queryable()
-            )
+        .ok_or_else(|| QueryError::UnknownField {
+            cond: cond.into(),
+            field: name.into(),
         })
 }
 
-fn typed(cond: &str, target: Target, op: Op, text: &str) -> Result<Sql, String> {
+fn typed(cond: &str, target: Target, op: Op, text: &str) -> Result<Sql, QueryError> {
     let kind = match target {
         Target::Column(f) => f.kind,
         Target::Ref(_) => Kind::Text,
     };
     if matches!(op, Op::Like | Op::NotLike) && kind != Kind::Text {
-        return Err(format!(
-            "Invalid query parameter. The '{cond}' uses LIKE on a field that is not text"
-        ));
+        return Err(QueryError::LikeOnNonText { cond: cond.into() });
     }
     match kind {
-        Kind::Int => text.parse::<i64>().map(Sql::Integer).map_err(|_| {
-            format!("Invalid query parameter. The '{cond}': '{text}' is not an integer")
-        }),
+        Kind::Int => text
+            .parse::<i64>()
+            .map(Sql::Integer)
+            .map_err(|_| QueryError::NotAnInteger {
+                cond: cond.into(),
+                value: text.into(),
+            }),
         Kind::Bool => match text {
             "true" => Ok(Sql::Integer(1)),
             "false" => Ok(Sql::Integer(0)),
-            _ => Err(format!(
-                "Invalid query parameter. The '{cond}': '{text}' is not true or false"
-            )),
+            _ => Err(QueryError::NotABoolean {
+                cond: cond.into(),
+                value: text.into(),
+            }),
         },
         _ => Ok(Sql::Text(text.to_string())),
     }
 }
 
-fn condition(cond: &str) -> Result<Cond, String> {
-    let Some((token, mut op)) = ORDER.iter().copied().find(|(t, _)| cond.contains(t)) else {
-        for (suffix, op) in [(" is null", Op::IsNull), (" not null", Op::NotNull)] {
-            if let Some(name) = cond.strip_suffix(suffix) {
-                let target = target(cond, name.trim())?;
-                return Ok(Cond {
-                    target,
-                    op,
-                    values: Vec::new(),
+/// `name is null` / `name not null`, ZStack's REST spelling of the null tests.
+fn null_test(cond: &str) -> Result<Cond, QueryError> {
+    for (suffix, op) in [(" is null", Op::IsNull), (" not null", Op::NotNull)] {
+        if let Some(name) = cond.strip_suffix(suffix) {
+            let name = name.trim();
+            if name.is_empty() {
+                return Err(QueryError::EmptyField {
+                    cond: cond.into(),
+                    op: suffix.trim_start(),
                 });
             }
+            return Ok(Cond {
+                target: target(cond, name)?,
+                op,
+                values: Vec::new(),
+            });
         }
-        return Err(format!(
-            "Invalid query parameter. The '{cond}' in the parameter[q] doesn't contain any query operator. Valid query operators are {OPERATORS}"
-        ));
+    }
+    Err(QueryError::NoOperator { cond: cond.into() })
+}
+
+fn condition(cond: &str) -> Result<Cond, QueryError> {
+    let Some((token, op)) = ORDER.iter().copied().find(|(t, _)| cond.contains(t)) else {
+        return null_test(cond);
     };
     let (name, value) = cond.split_once(token).expect("contains the token");
     let name = name.trim();
-    if name.is_empty() || value.is_empty() {
-        return Err(format!(
-            "Invalid query parameter. The '{cond}' in the parameter[q] is not a key-value pair split by {token}"
-        ));
-    }
-    let target = target(cond, name)?;
-    if value == "null" && matches!(op, Op::Eq | Op::Ne) {
-        op = if op == Op::Eq {
-            Op::IsNull
-        } else {
-            Op::NotNull
-        };
-        return Ok(Cond {
-            target,
-            op,
-            values: Vec::new(),
+    if name.is_empty() {
+        return Err(QueryError::EmptyField {
+            cond: cond.into(),
+            op: token,
         });
     }
-    let values = if matches!(op, Op::In | Op::NotIn) {
-        value
-            .split(',')
-            .map(|v| typed(cond, target, op, v))
-            .collect::<Result<Vec<_>, _>>()?
-    } else {
-        vec![typed(cond, target, op, value)?]
+    if value.is_empty() {
+        return Err(QueryError::EmptyValue {
+            cond: cond.into(),
+            op: token,
+        });
+    }
+    let target = target(cond, name)?;
+    let (op, values) = match op {
+        Op::Eq if value == "null" => (Op::IsNull, Vec::new()),
+        Op::Ne if value == "null" => (Op::NotNull, Vec::new()),
+        Op::In | Op::NotIn => (
+            op,
+            value
+                .split(',')
+                .map(|v| typed(cond, target, op, v))
+                .collect::<Result<_, _>>()?,
+        ),
+        _ => (op, vec![typed(cond, target, op, value)?]),
     };
     Ok(Cond { target, op, values })
 }
 
-fn integer(name: &str, text: &str) -> Result<u64, String> {
-    text.parse::<u64>().map_err(|_| {
-        format!("Invalid query parameter. '{name}' must be a non-negative integer, not '{text}'")
+fn integer(param: &'static str, text: &str) -> Result<u64, QueryError> {
+    text.parse::<u64>().map_err(|_| QueryError::BadInteger {
+        param,
+        value: text.into(),
     })
 }
 
-fn flag(name: &str, text: &str) -> Result<bool, String> {
+fn flag(param: &'static str, text: &str) -> Result<bool, QueryError> {
     match text {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(format!(
-            "Invalid query parameter. '{name}' must be true or false, not '{text}'"
-        )),
+        _ => Err(QueryError::BadFlag {
+            param,
+            value: text.into(),
+        }),
     }
 }
 
-fn sort_field(text: &str) -> Result<&'static Field, String> {
+fn sort_field(text: &str) -> Result<&'static Field, QueryError> {
     FIELDS
         .iter()
         .find(|f| f.api == text && f.kind.sortable())
-        .ok_or_else(|| {
-            format!(
-                "Invalid query parameter. Cannot sort by '{text}'; sortable fields are [{}]",
-                queryable_sortable()
-            )
-        })
+        .ok_or_else(|| QueryError::UnknownSortField { field: text.into() })
 }
 
-fn queryable_sortable() -> String {
-    FIELDS
-        .iter()
-        .filter(|f| f.kind.sortable())
-        .map(|f| f.api)
-        .collect::<Vec<_>>()
-        .join(", ")
+/// `sort=+f`, `sort=-f` or `sort=f`. A leading space is `+` too: an unescaped
+/// `+` in a URL's query decodes to a space, and `curl '...?sort=+name'` is
+/// what people type.
+fn sort(value: &str) -> Result<(&'static Field, bool), QueryError> {
+    let (field, desc) = match value.as_bytes().first() {
+        Some(b'-') => (&value[1..], true),
+        Some(b'+' | b' ') => (&value[1..], false),
+        _ => (value, false),
+    };
+    Ok((sort_field(field)?, desc))
+}
+
+fn direction(value: &str) -> Result<bool, QueryError> {
+    match value {
+        "asc" => Ok(false),
+        "desc" => Ok(true),
+        _ => Err(QueryError::BadSortDirection {
+            value: value.into(),
+        }),
+    }
+}
+
+fn projection(list: &mut Vec<&'static str>, value: &str) -> Result<(), QueryError> {
+    for f in value.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        let known = FIELDS
+            .iter()
+            .find(|k| k.api == f)
+            .ok_or_else(|| QueryError::UnknownProjection { field: f.into() })?;
+        list.push(known.api);
+    }
+    Ok(())
 }
 
 impl Query {
     /// Parses the request's query parameters (repeated `q` and `fields`
     /// allowed); unknown parameters are ignored, as ZStack does.
-    pub fn parse(params: &[(String, String)]) -> Result<Query, String> {
+    pub fn parse(params: &[(String, String)]) -> Result<Query, QueryError> {
         let mut q = Query::default();
-        let (mut sort_by, mut direction) = (None, None);
+        let (mut sort_by, mut desc) = (None, None);
         for (name, value) in params {
             match name.as_str() {
                 "q" => q.conds.push(condition(value)?),
-                "limit" => q.limit = integer(name, value)?,
-                "start" => q.start = integer(name, value)?,
-                "count" => q.count = flag(name, value)?,
-                "replyWithCount" => q.reply_with_count = flag(name, value)?,
-                "sort" => {
-                    let (field, desc) = match value.as_bytes().first() {
-                        Some(b'-') => (&value[1..], true),
-                        Some(b'+') => (&value[1..], false),
-                        _ => (value.as_str(), false),
-                    };
-                    q.sort = Some((sort_field(field)?, desc));
-                }
+                "limit" => q.limit = integer("limit", value)?,
+                "start" => q.start = integer("start", value)?,
+                "count" => q.count = flag("count", value)?,
+                "replyWithCount" => q.reply_with_count = flag("replyWithCount", value)?,
+                "sort" => q.sort = Some(sort(value)?),
                 "sortBy" => sort_by = Some(sort_field(value)?),
-                "sortDirection" => {
-                    direction = Some(match value.as_str() {
-                        "asc" => false,
-                        "desc" => true,
-                        _ => {
-                            return Err(format!(
-                                "Invalid query parameter. 'sortDirection' must be asc or desc, not '{value}'"
-                            ))
-                        }
-                    })
-                }
-                "fields" => {
-                    let list = q.fields.get_or_insert_with(Vec::new);
-                    for f in value.split(',').map(str::trim).filter(|f| !f.is_empty()) {
-                        let known = FIELDS.iter().find(|k| k.api == f).ok_or_else(|| {
-                            format!("Invalid query parameter. 'fields' names the unknown field '{f}'")
-                        })?;
-                        list.push(known.api);
-                    }
-                }
+                "sortDirection" => desc = Some(direction(value)?),
+                "fields" => projection(q.fields.get_or_insert_with(Vec::new), value)?,
                 _ => {}
             }
         }
         if q.fields.as_ref().is_some_and(Vec::is_empty) {
-            return Err("Invalid query parameter. 'fields' is empty".into());
+            return Err(QueryError::EmptyFields);
         }
-        if let Some(field) = sort_by {
-            q.sort = Some((field, direction.unwrap_or(false)));
-        } else if direction.is_some() {
-            return Err("Invalid query parameter. 'sortDirection' needs 'sortBy'".into());
+        match (sort_by, desc) {
+            (Some(field), desc) => q.sort = Some((field, desc.unwrap_or(false))),
+            (None, Some(_)) => return Err(QueryError::DirectionWithoutSortBy),
+            (None, None) => {}
         }
         Ok(q)
     }
 
     /// The one-condition query `uuid=<uuid>` (what `GET …/{uuid}` is).
     pub fn by_uuid(uuid: &str) -> Query {
+        Query::default().only_uuid(uuid)
+    }
+
+    /// This query's shaping with its conditions replaced by `uuid=<uuid>`: a
+    /// uuid from a path is bound as it is, never parsed as a condition.
+    pub fn only_uuid(self, uuid: &str) -> Query {
         let field = FIELDS.iter().find(|f| f.api == "uuid").expect("uuid field");
         Query {
             conds: vec![Cond {
@@ -297,7 +359,7 @@ impl Query {
                 op: Op::Eq,
                 values: vec![Sql::Text(uuid.to_string())],
             }],
-            ..Query::default()
+            ..self
         }
     }
 

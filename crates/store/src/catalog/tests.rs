@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::Query;
+use super::{Query, QueryError};
 use crate::{temp_store, Store, StoreError};
 
 fn fixture(tag: &str) -> Store {
@@ -46,7 +46,7 @@ fn run(store: &Store, pairs: &[(&str, &str)]) -> String {
         .collect()
 }
 
-fn refused(pairs: &[(&str, &str)]) -> String {
+fn refused(pairs: &[(&str, &str)]) -> QueryError {
     Query::parse(&params(pairs)).expect_err(&format!("{pairs:?} must be refused"))
 }
 
@@ -118,8 +118,15 @@ fn malformed_conditions_say_which_and_why() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("q", "colour=red")], "unknown field 'colour'"),
         (&[("q", "name")], "doesn't contain any query operator"),
-        (&[("q", "=foo")], "not a key-value pair split by ="),
-        (&[("q", "name=")], "not a key-value pair split by ="),
+        (&[("q", "=foo")], "split by =: the field name is empty"),
+        (&[("q", "  !=foo")], "split by !=: the field name is empty"),
+        (&[("q", " is null")], "the field name is empty"),
+        (&[("q", "name=")], "split by =: the value is empty"),
+        (
+            &[("q", "name is nul")],
+            "doesn't contain any query operator",
+        ),
+        (&[("q", "requestCpu?=1,x")], "'x' is not an integer"),
         (&[("q", "requestCpu>abc")], "'abc' is not an integer"),
         (&[("q", "system=yes")], "'yes' is not true or false"),
         (
@@ -140,7 +147,10 @@ fn malformed_conditions_say_which_and_why() {
         ),
         (&[("count", "yes")], "'count' must be true or false"),
         (&[("fields", "")], "'fields' is empty"),
-        (&[("fields", "uuid,colour")], "unknown field 'colour'"),
+        (
+            &[("fields", "uuid,colour")],
+            "unknown field 'colour'; fields are [uuid,",
+        ),
         (&[("sort", "-colour")], "Cannot sort by 'colour'"),
         (&[("sortDirection", "desc")], "needs 'sortBy'"),
         (
@@ -149,7 +159,7 @@ fn malformed_conditions_say_which_and_why() {
         ),
     ];
     for (pairs, needle) in cases {
-        let e = refused(pairs);
+        let e = refused(pairs).to_string();
         assert!(e.contains(needle), "{pairs:?}: {e}");
         assert!(e.starts_with("Invalid query parameter"), "{pairs:?}: {e}");
     }
@@ -180,11 +190,64 @@ fn paging_counting_projection_and_sorting() {
     assert_eq!(run(&s, &[("sort", "-requestCpu")]), "eacdb");
     assert_eq!(run(&s, &[("sort", "+requestMemory")]), "ecabd");
     assert_eq!(run(&s, &[("sort", "requestMemory")]), "ecabd");
+    assert_eq!(run(&s, &[("sort", " requestCpu")]), "bcdae");
     assert_eq!(
         run(&s, &[("sortBy", "name"), ("sortDirection", "desc")]),
         "eadbc"
     );
     assert_eq!(run(&s, &[("sortBy", "name")]), "cbdae");
+    let touched = json!({"description": "touched"});
+    s.update_catalog_entry(
+        "0000000000000000000000000000000c",
+        touched.as_object().unwrap(),
+    )
+    .unwrap()
+    .unwrap();
+    assert!(run(&s, &[("sort", "-lastOpDate")]).starts_with('c'));
+}
+
+#[test]
+fn refusals_are_typed_by_rule() {
+    assert_eq!(
+        refused(&[("q", "name")]),
+        QueryError::NoOperator {
+            cond: "name".into()
+        }
+    );
+    assert_eq!(
+        refused(&[("q", "requestCpu>abc")]),
+        QueryError::NotAnInteger {
+            cond: "requestCpu>abc".into(),
+            value: "abc".into()
+        }
+    );
+    assert_eq!(
+        refused(&[("limit", "ten")]),
+        QueryError::BadInteger {
+            param: "limit",
+            value: "ten".into()
+        }
+    );
+    assert!(matches!(
+        refused(&[("q", "colour=red")]),
+        QueryError::UnknownField { field, .. } if field == "colour"
+    ));
+    assert_eq!(refused(&[("fields", ",")]), QueryError::EmptyFields);
+}
+
+#[test]
+fn a_path_uuid_is_bound_not_parsed() {
+    let s = fixture("q-path");
+    let q = Query::parse(&params(&[("q", "system=true"), ("fields", "uuid")])).unwrap();
+    let reply = s
+        .query_catalog(&q.clone().only_uuid("0000000000000000000000000000000b"))
+        .unwrap();
+    assert_eq!(
+        reply.inventories,
+        [json!({"uuid": "0000000000000000000000000000000b"})]
+    );
+    let odd = s.query_catalog(&q.only_uuid("a!=b")).unwrap();
+    assert!(odd.inventories.is_empty());
 }
 
 #[test]
@@ -237,6 +300,21 @@ fn entries_are_created_updated_deleted_and_seeded_once() {
     assert!(bad(json!({"name": "x", "uuid": "short"})).contains("32 hex"));
     assert!(bad(json!({"name": "x", "createDate": 1})).contains("set by the server"));
     assert!(bad(json!({"name": "x", "modelServiceRefs": [1]})).contains("modelUuid"));
+    assert!(bad(json!({"name": "x", "modelUuids": "iris"})).contains("'modelUuids' must be a list"));
+    let both = json!({"name": "x", "modelUuids": [], "modelServiceRefs": []});
+    assert!(bad(both).contains("not both"));
+    let short = json!({"name": "short", "modelUuids": ["iris", {"modelUuid": "digits"}]});
+    let short = s.create_catalog_entry(short.as_object().unwrap()).unwrap();
+    let linked: Vec<&Value> = short["modelServiceRefs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["modelUuid"])
+        .collect();
+    assert_eq!(linked, ["iris", "digits"]);
+    assert!(s
+        .delete_catalog_entry(short["uuid"].as_str().unwrap())
+        .unwrap());
     let created = s
         .create_catalog_entry(
             json!({"name": "new one", "framework": "onnx", "modelServiceRefs": ["iris"]})
