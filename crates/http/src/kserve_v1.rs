@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
-use inferd_core::{CoreError, ErrorKind};
+use inferd_core::CoreError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -36,20 +36,7 @@ impl IntoResponse for V1Error {
 
 impl From<CoreError> for V1Error {
     fn from(e: CoreError) -> Self {
-        let status = match e.kind() {
-            ErrorKind::InvalidInput | ErrorKind::Unsupported => StatusCode::BAD_REQUEST,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::Conflict => StatusCode::CONFLICT,
-            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorKind::NotReady | ErrorKind::Overloaded | ErrorKind::Unavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
-            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = crate::v2::status_of(e.kind());
         V1Error(status, e.to_string())
     }
 }

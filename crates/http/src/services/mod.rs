@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use inferd_core::{CoreError, ErrorKind};
+use inferd_core::CoreError;
 use inferd_store::{Store, StoreError};
 use serde_json::{json, Value};
 
@@ -128,24 +128,10 @@ impl IntoResponse for ServiceError {
     }
 }
 
-/// The one table from the core's error kinds to this face's statuses.
+/// KServe's statuses, in this face's envelope.
 impl From<CoreError> for ServiceError {
     fn from(e: CoreError) -> ServiceError {
-        let status = match e.kind() {
-            ErrorKind::InvalidInput | ErrorKind::Unsupported => StatusCode::BAD_REQUEST,
-            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::Conflict => StatusCode::CONFLICT,
-            ErrorKind::NotReady | ErrorKind::Unavailable | ErrorKind::Overloaded => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
-            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ServiceError::new(status, e.to_string())
+        ServiceError::new(crate::v2::status_of(e.kind()), e.to_string())
     }
 }
 

@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
 use bytes::Bytes;
-use inferd_store::{time, Store, StoreError};
+use inferd_store::time;
 use serde_json::{json, Value};
 
-use super::ZsError;
+use super::{with_store, ZsError};
 use crate::{body, AppState};
 
 pub fn routes() -> Router<AppState> {
@@ -22,20 +22,6 @@ pub fn routes() -> Router<AppState> {
         .route("/zstack/v1/accounts/login", put(login))
         .route("/zstack/v1/accounts/sessions/{uuid}", delete(logout))
         .route("/zstack/v1/accounts/sessions/{uuid}/valid", get(valid))
-}
-
-async fn with_store<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ZsError> {
-    let store = state
-        .store
-        .clone()
-        .ok_or_else(|| ZsError::internal("this server runs without a data directory"))?;
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(|e| ZsError::internal(e.to_string()))?
-        .map_err(|e| ZsError::internal(e.to_string()))
 }
 
 async fn login(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {

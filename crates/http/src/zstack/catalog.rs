@@ -14,10 +14,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use bytes::Bytes;
-use inferd_store::{CatalogQuery, Store, StoreError};
+use inferd_store::CatalogQuery;
 use serde_json::{json, Map, Value};
 
-use super::ZsError;
+use super::{with_store, ZsError};
 use crate::{body, services, AppState};
 
 type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
@@ -30,33 +30,6 @@ pub fn routes() -> Router<AppState> {
             get(one).delete(remove),
         )
         .route("/zstack/v1/ai/model-services/{uuid}/actions", put(action))
-}
-
-fn store_error(e: StoreError) -> ZsError {
-    match e {
-        StoreError::Invalid(m) => ZsError::invalid_argument(m),
-        StoreError::Conflict(m) => ZsError {
-            status: StatusCode::CONFLICT,
-            code: "SYS.1002",
-            description: "Failed to create the resource",
-            details: m,
-        },
-        other => ZsError::internal(other.to_string()),
-    }
-}
-
-async fn with_store<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ZsError> {
-    let store = state
-        .store
-        .clone()
-        .ok_or_else(|| ZsError::internal("this server runs without a data directory"))?;
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(|e| ZsError::internal(e.to_string()))?
-        .map_err(store_error)
 }
 
 fn answer(result: Result<Value, ZsError>) -> Response {

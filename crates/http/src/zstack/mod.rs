@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use inferd_core::{CoreError, ErrorKind};
+use inferd_store::{Store, StoreError};
 use serde_json::json;
 
 use crate::AppState;
@@ -18,6 +19,31 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(catalog::routes())
         .merge(accounts::routes())
+}
+
+/// Runs `f` on the store off the async threads; its refusals become ZStack's
+/// argument (SYS.1007) and conflict (SYS.1002) errors.
+async fn with_store<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ZsError> {
+    let store = state
+        .store
+        .clone()
+        .ok_or_else(|| ZsError::internal("this server runs without a data directory"))?;
+    let result = tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| ZsError::internal(e.to_string()))?;
+    result.map_err(|e| match e {
+        StoreError::Invalid(m) => ZsError::invalid_argument(m),
+        StoreError::Conflict(m) => ZsError {
+            status: StatusCode::CONFLICT,
+            code: "SYS.1002",
+            description: "Failed to create the resource",
+            details: m,
+        },
+        other => ZsError::internal(other.to_string()),
+    })
 }
 
 /// A ZStack error: its HTTP status and `ErrorCode` (`SYS.1007`, `ID.1001`, ...).
