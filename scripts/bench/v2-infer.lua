@@ -7,6 +7,10 @@ wrk.method = "POST"
 wrk.body = os.getenv("BENCH_BODY")
   or '{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}'
 wrk.headers["Content-Type"] = "application/json"
+-- $BENCH_API_KEY: sent as X-API-Key (the keyed-server run).
+if os.getenv("BENCH_API_KEY") then
+  wrk.headers["X-API-Key"] = os.getenv("BENCH_API_KEY")
+end
 
 function done(summary, latency, requests)
   local e = summary.errors
