@@ -6,7 +6,8 @@
 //! With no key and no account in the store, a server that may run open (on
 //! loopback, or started with `--insecure`) lets everything through, as a local
 //! tool; the first key or account made (even by `inferd keys create` while the
-//! server runs) closes it within a second. Keys are compared as SHA-256 digests
+//! server runs) closes it within a second, for good: revoking every key leaves
+//! it closed. Keys are compared as SHA-256 digests
 //! in constant time against every active key, and never logged.
 
 use std::net::IpAddr;
@@ -37,7 +38,7 @@ pub struct Auth {
 struct Cached {
     at: Instant,
     keys: Arc<Vec<ActiveKey>>,
-    accounts: u64,
+    made: u64,
 }
 
 impl Auth {
@@ -49,7 +50,7 @@ impl Auth {
         }
     }
 
-    /// Active keys and the number of accounts, re-read at most once per
+    /// Active keys and how many credentials were ever made, re-read at most once per
     /// `REFRESH`.
     async fn snapshot(&self) -> Result<(Arc<Vec<ActiveKey>>, u64), CoreError> {
         if let Some(c) = self
@@ -59,12 +60,12 @@ impl Auth {
             .as_ref()
         {
             if c.at.elapsed() < REFRESH {
-                return Ok((c.keys.clone(), c.accounts));
+                return Ok((c.keys.clone(), c.made));
             }
         }
         let store = self.store.clone();
-        let (keys, accounts) = tokio::task::spawn_blocking(move || {
-            Ok::<_, inferd_store::StoreError>((store.active_keys()?, store.account_count()?))
+        let (keys, made) = tokio::task::spawn_blocking(move || {
+            Ok::<_, inferd_store::StoreError>((store.active_keys()?, store.credentials_made()?))
         })
         .await
         .map_err(|e| internal(e.to_string()))?
@@ -73,17 +74,39 @@ impl Auth {
         *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(Cached {
             at: Instant::now(),
             keys: keys.clone(),
-            accounts,
+            made,
         });
-        Ok((keys, accounts))
+        Ok((keys, made))
+    }
+
+    /// Whether the request's credential may do what needs `needed`: the one
+    /// check every face makes, HTTP and gRPC. `action` names what was asked in
+    /// a 403's message.
+    pub async fn authorize(
+        &self,
+        headers: &HeaderMap,
+        needed: Role,
+        action: &str,
+    ) -> Result<(), CoreError> {
+        match self.role(headers).await? {
+            Some(role) if role >= needed => Ok(()),
+            Some(role) => Err(CoreError::Forbidden(format!(
+                "a '{}' credential may not {action}; it needs the '{}' role",
+                role.as_str(),
+                needed.as_str()
+            ))),
+            None => Err(CoreError::Unauthorized(
+                "this server requires credentials: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>' (keys are made with `inferd keys create`)".into(),
+            )),
+        }
     }
 
     /// The role of the request's credential; `None` when it carries none.
     async fn role(&self, headers: &HeaderMap) -> Result<Option<Role>, CoreError> {
-        let (keys, accounts) = self.snapshot().await?;
+        let (keys, made) = self.snapshot().await?;
         // Open means open: whatever a client sends (the openai client always
         // sends a placeholder key) is not checked.
-        if self.may_run_open && keys.is_empty() && accounts == 0 {
+        if self.may_run_open && made == 0 {
             return Ok(Some(Role::Admin));
         }
         match credential(headers)? {
@@ -104,15 +127,14 @@ impl Auth {
             }
             Some(Credential::Session(uuid)) => {
                 let store = self.store.clone();
-                let id = uuid.clone();
-                let session = tokio::task::spawn_blocking(move || store.session(&id))
+                let session = tokio::task::spawn_blocking(move || store.session(&uuid))
                     .await
                     .map_err(|e| internal(e.to_string()))?
                     .map_err(|e| internal(e.to_string()))?;
                 session.map(|s| Some(s.role)).ok_or_else(|| {
-                    CoreError::Unauthorized(format!(
-                        "session '{uuid}' is invalid, expired or logged out; log in again (PUT /zstack/v1/accounts/login)"
-                    ))
+                    CoreError::Unauthorized(
+                        "the session is invalid, expired or logged out; log in again (PUT /zstack/v1/accounts/login)".into(),
+                    )
                 })
             }
         }
@@ -158,9 +180,10 @@ fn credential(headers: &HeaderMap) -> Result<Option<Credential>, CoreError> {
         return match scheme.to_ascii_lowercase().as_str() {
             "bearer" => Ok(Some(Credential::Key(value.into()))),
             "oauth" => Ok(Some(Credential::Session(value.into()))),
-            _ => Err(CoreError::Unauthorized(format!(
-                "Authorization scheme '{scheme}' is not supported; use 'Bearer <key>' or 'OAuth <session uuid>'"
-            ))),
+            // The scheme is not echoed: a client that sent a bare key would see it.
+            _ => Err(CoreError::Unauthorized(
+                "the Authorization scheme is not supported; use 'Bearer <key>' or 'OAuth <session uuid>'".into(),
+            )),
         };
     }
     Ok(text("x-api-key")?.map(|k| Credential::Key(k.into())))
@@ -171,7 +194,8 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 /// The role a route needs; `None` for the probes that stay open (health,
-/// login, session validity) and CORS preflights.
+/// per-model readiness, as Triton counts it among its health APIs, login,
+/// session validity) and CORS preflights.
 pub fn required(method: &Method, path: &str) -> Option<Role> {
     const OPEN: [&str; 7] = [
         "/v2/health/live",
@@ -183,8 +207,12 @@ pub fn required(method: &Method, path: &str) -> Option<Role> {
         "/inference/health",
     ];
     let path = path.trim_end_matches('/');
+    let probe = OPEN.contains(&path)
+        || ((path.starts_with("/v1/models/") || path.starts_with("/v2/models/"))
+            && path.ends_with("/ready"));
+    let read = *method == Method::GET || *method == Method::HEAD;
     if *method == Method::OPTIONS
-        || (*method == Method::GET && OPEN.contains(&path))
+        || (read && probe)
         || (*method == Method::PUT && path == "/zstack/v1/accounts/login")
         || (*method == Method::GET
             && path.starts_with("/zstack/v1/accounts/sessions/")
@@ -259,18 +287,9 @@ pub async fn check(State(state): State<AppState>, req: Request, next: Next) -> R
     let Some(needed) = required(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
-    let denied = match auth.role(req.headers()).await {
-        Ok(Some(role)) if role >= needed => return next.run(req).await,
-        Ok(Some(role)) => CoreError::Forbidden(format!(
-            "a '{}' credential may not {} {}; it needs the '{}' role",
-            role.as_str(),
-            req.method(),
-            req.uri().path(),
-            needed.as_str()
-        )),
-        Ok(None) => CoreError::Unauthorized(
-            "this server requires credentials: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>' (keys are made with `inferd keys create`)".into(),
-        ),
+    let action = format!("{} {}", req.method(), req.uri().path());
+    let denied = match auth.authorize(req.headers(), needed, &action).await {
+        Ok(()) => return next.run(req).await,
         Err(e) => e,
     };
     let mut res = face_error(state.compat, req.uri().path(), denied);
@@ -281,4 +300,86 @@ pub async fn check(State(state): State<AppState>, req: Request, next: Next) -> R
         );
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The route table, row by row: a rule written as a prefix or suffix must
+    /// neither miss a route nor catch one it should not.
+    #[test]
+    fn each_route_needs_its_role() {
+        let (get, post, put, delete, head) = (
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::HEAD,
+        );
+        let open: Option<Role> = None;
+        let cases = [
+            (&get, "/v2/health/ready", open),
+            (&head, "/v2/health/live", open),
+            (&get, "/v2/models/iris/ready", open),
+            (&get, "/v2/models/iris/versions/1/ready", open),
+            (&get, "/v1/models/iris/ready", open),
+            (&get, "/inference/health", open),
+            (&put, "/zstack/v1/accounts/login", open),
+            (&get, "/zstack/v1/accounts/sessions/abc/valid", open),
+            (&get, "/v2/models/iris", Some(Role::Read)),
+            (&get, "/v2/models/stats", Some(Role::Read)),
+            (&post, "/v2/repository/index", Some(Role::Read)),
+            (&get, "/zstack/v1/ai/model-services", Some(Role::Read)),
+            (&get, "/api/v1/inference/services", Some(Role::Read)),
+            (&post, "/v2/models/iris/infer", Some(Role::User)),
+            (&post, "/v1/models/iris:predict", Some(Role::User)),
+            (&post, "/v1/models/iris/predict", Some(Role::User)),
+            (&post, "/inference/infer", Some(Role::User)),
+            (&post, "/inference/async", Some(Role::User)),
+            (&delete, "/inference/async/job-1", Some(Role::User)),
+            (&get, "/inference/ws", Some(Role::User)),
+            (&post, "/v1/chat/completions", Some(Role::User)),
+            (
+                &post,
+                "/api/v1/inference/services/svc-1/predict",
+                Some(Role::User),
+            ),
+            (&post, "/v2/repository/models/iris/load", Some(Role::Admin)),
+            (&post, "/v1/models/iris/unload", Some(Role::Admin)),
+            (&post, "/inference/models/preload", Some(Role::Admin)),
+            (&put, "/inference/cache/config", Some(Role::Admin)),
+            (
+                &delete,
+                "/inference/cache/models/onnx:iris",
+                Some(Role::Admin),
+            ),
+            (&post, "/api/v1/inference/services", Some(Role::Admin)),
+            (
+                &post,
+                "/api/v1/inference/services/svc-1/stop",
+                Some(Role::Admin),
+            ),
+            (
+                &post,
+                "/api/v1/inference/services/svc-1/start",
+                Some(Role::Admin),
+            ),
+            (
+                &delete,
+                "/api/v1/inference/services/svc-1",
+                Some(Role::Admin),
+            ),
+            (&post, "/zstack/v1/ai/model-services", Some(Role::Admin)),
+            (
+                &put,
+                "/zstack/v1/ai/model-services/u/actions",
+                Some(Role::Admin),
+            ),
+            (&delete, "/zstack/v1/ai/model-services/u", Some(Role::Admin)),
+        ];
+        for (method, path, want) in cases {
+            assert_eq!(required(method, path), want, "{method} {path}");
+        }
+    }
 }

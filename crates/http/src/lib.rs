@@ -61,6 +61,8 @@ pub struct AppState {
     /// Who may call what; `None` lets every request through (face tests).
     auth: Option<Arc<Auth>>,
     pub services: ServiceLimits,
+    /// Orders each service's deploys and undeploys.
+    service_turns: Arc<services::Turns>,
     /// How long a ZStack login session lasts.
     pub session_ttl: std::time::Duration,
 }
@@ -76,13 +78,15 @@ impl AppState {
             store: None,
             auth: None,
             services: ServiceLimits::default(),
+            service_turns: Arc::default(),
             session_ttl: std::time::Duration::from_secs(7200),
         }
     }
 
-    pub fn with_auth(self, auth: Auth) -> AppState {
+    /// The same `Auth` may serve the gRPC face too: one key cache for both.
+    pub fn with_auth(self, auth: Arc<Auth>) -> AppState {
         AppState {
-            auth: Some(Arc::new(auth)),
+            auth: Some(auth),
             ..self
         }
     }
@@ -143,7 +147,25 @@ async fn model_status(state: State<AppState>, model: Path<String>) -> Response {
     }
 }
 
+/// ZStack's paths answer in ZStack's error format, like every other failure
+/// under them; the rest in KServe's `{"error"}`.
+fn zstack_refusal(status: StatusCode, uri: &Uri, details: String) -> Option<Response> {
+    uri.path().starts_with("/zstack/").then(|| {
+        zstack::ZsError {
+            status,
+            code: "SYS.1008",
+            description: "The API is not recognized",
+            details,
+        }
+        .into_response()
+    })
+}
+
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let message = format!("{method} is not allowed on {}", uri.path());
+    if let Some(r) = zstack_refusal(StatusCode::METHOD_NOT_ALLOWED, &uri, message) {
+        return r;
+    }
     (
         StatusCode::METHOD_NOT_ALLOWED,
         Json(json!({"error": format!("{method} is not allowed on {}", uri.path())})),
@@ -152,6 +174,10 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
 }
 
 async fn not_found(uri: Uri) -> Response {
+    let message = format!("no api mapping to {}", uri.path());
+    if let Some(r) = zstack_refusal(StatusCode::NOT_FOUND, &uri, message) {
+        return r;
+    }
     (
         StatusCode::NOT_FOUND,
         Json(json!({"error": format!("no route for {}", uri.path())})),

@@ -34,6 +34,9 @@ pub struct ServeArgs {
     /// Port to listen on (default 8000; $PORT is honoured after INFERD_PORT; 0 picks a free port).
     #[arg(long, env = "INFERD_PORT")]
     pub port: Option<u16>,
+    /// Port of the KServe V2 gRPC face, on the same address (default 8001, as Triton; 0 picks a free port).
+    #[arg(long, env = "INFERD_GRPC_PORT")]
+    pub grpc_port: Option<u16>,
     /// TOML file with any of these settings as keys (snake_case).
     #[arg(long, env = "INFERD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -93,6 +96,7 @@ struct FileConfig {
     models: Option<PathBuf>,
     host: Option<IpAddr>,
     port: Option<u16>,
+    grpc_port: Option<u16>,
     compat: Option<CompatArg>,
     max_loaded_models: Option<usize>,
     max_memory_bytes: Option<u64>,
@@ -116,6 +120,7 @@ pub struct Settings {
     pub models: PathBuf,
     pub host: IpAddr,
     pub port: u16,
+    pub grpc_port: u16,
     pub compat: Compat,
     pub max_body_bytes: usize,
     pub load_at_startup: bool,
@@ -176,6 +181,7 @@ impl ServeArgs {
                 .or(file.host)
                 .unwrap_or(IpAddr::from([127, 0, 0, 1])),
             port: self.port.or(env_port).or(file.port).unwrap_or(8000),
+            grpc_port: self.grpc_port.or(file.grpc_port).unwrap_or(8001),
             compat: match self.compat.or(file.compat).unwrap_or(CompatArg::Kserve) {
                 CompatArg::Kserve => Compat::Kserve,
                 CompatArg::Pinferencia => Compat::Pinferencia,
@@ -242,7 +248,7 @@ mod tests {
         let file = dir.join("inferd.toml");
         std::fs::write(
             &file,
-            "port = 9001\nmax_loaded_models = 3\ncompat = 'pinferencia'\n",
+            "port = 9001\ngrpc_port = 9002\nmax_loaded_models = 3\ncompat = 'pinferencia'\n",
         )
         .unwrap();
         let s = ServeArgs {
@@ -253,6 +259,7 @@ mod tests {
         .resolve()
         .unwrap();
         assert_eq!(s.manager.budget.max_loaded_models, 5);
+        assert_eq!(s.grpc_port, 9002);
         assert_eq!(s.compat, Compat::Pinferencia);
         assert_eq!(s.max_body_bytes, 64 << 20);
         std::fs::write(&file, "prot = 1\n").unwrap();

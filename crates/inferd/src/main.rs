@@ -75,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
         Err(e) => tracing::warn!("no model-service catalog to seed from: {e}"),
     }
     let may_run_open = inferd_http::may_run_open(settings.host, settings.insecure);
-    let credentials = store.active_keys()?.len() as u64 + store.account_count()?;
+    let credentials = store.credentials_made()?;
     if credentials == 0 && !may_run_open {
         anyhow::bail!(
             "refusing to serve on {} with no API key: anyone who can reach it could use and manage every model. \
@@ -86,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     if credentials > 0 {
-        tracing::info!("credentials required on every route but the health probes ({credentials} keys and accounts)");
+        tracing::info!("credentials required on every route but the health probes ({credentials} keys and accounts made)");
     } else if settings.host.is_loopback() {
         tracing::info!(
             "no API key or account yet: open to local clients (`inferd keys create` closes it)"
@@ -102,10 +102,10 @@ async fn main() -> anyhow::Result<()> {
     if settings.load_at_startup {
         manager.load_all().await;
     }
-    let state = AppState::new(manager.clone(), settings.compat, settings.max_body_bytes)
+    let auth = Arc::new(inferd_http::Auth::new(store.clone(), may_run_open));
+    let mut state = AppState::new(manager.clone(), settings.compat, settings.max_body_bytes)
         .with_store(store.clone())
-        .with_auth(inferd_http::Auth::new(store.clone(), may_run_open));
-    let mut state = state;
+        .with_auth(auth.clone());
     state.services = settings.services;
     state.session_ttl = settings.session_ttl;
     let state = inferd_http::start_jobs(state, store, settings.jobs).await?;
@@ -119,11 +119,30 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
-    tracing::info!("inferd listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    let grpc_addr = SocketAddr::new(settings.host, settings.grpc_port);
+    let grpc_listener = tokio::net::TcpListener::bind(grpc_addr)
         .await
-        .context("serving")?;
+        .with_context(|| format!("binding {grpc_addr} for gRPC (--grpc-port picks another)"))?;
+    tracing::info!("inferd listening on http://{}", listener.local_addr()?);
+    tracing::info!(
+        "inferd gRPC (KServe V2) listening on {}",
+        grpc_listener.local_addr()?
+    );
+    // One signal stops both faces; each then finishes its calls in flight.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|&s| s).await;
+    };
+    let face = inferd_grpc::face(manager.clone(), Some(auth), settings.max_body_bytes);
+    let grpc = inferd_grpc::serve(grpc_listener, face, until_stopped(stopped.clone()));
+    let http = axum::serve(listener, app).with_graceful_shutdown(until_stopped(stopped));
+    let (http, grpc) = tokio::join!(http, grpc);
+    http.context("serving HTTP")?;
+    grpc.context("serving gRPC")?;
     tracing::info!("draining model queues");
     tokio::task::spawn_blocking(move || manager.shutdown()).await?;
     tracing::info!("stopped");

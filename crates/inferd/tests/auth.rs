@@ -95,6 +95,7 @@ fn keys_and_roles_guard_every_face_in_its_own_format() {
     for path in [
         "/v2/health/live",
         "/v2/health/ready",
+        "/v2/models/iris/ready",
         "/v1/healthz",
         "/health",
         "/inference/health",
@@ -181,6 +182,45 @@ fn keys_and_roles_guard_every_face_in_its_own_format() {
     );
     assert_eq!(status, 403, "{body}");
     assert_eq!(json(&body)["code"], 40301, "{body}");
+
+    // A read key where more is needed: 403 in each face's envelope.
+    let forbidden: [Denial; 8] = [
+        (
+            "POST",
+            "/v1/models/iris:predict",
+            r#"{"instances": [[1,2,3,4]]}"#,
+            |v| v["error"].is_string(),
+        ),
+        (
+            "POST",
+            "/v1/models/iris/predict",
+            r#"{"data": [[1,2,3,4]]}"#,
+            |v| v["detail"].is_string(),
+        ),
+        ("POST", "/inference/infer", "{}", |v| {
+            v["success"] == false && v["error"]["code"] == "FORBIDDEN"
+        }),
+        ("POST", "/v1/chat/completions", "{}", |v| {
+            v["error"]["code"] == "insufficient_permissions"
+        }),
+        ("POST", "/v1/generate", "{}", |v| {
+            v["error_code"] == "FORBIDDEN"
+        }),
+        ("POST", "/generate", "{}", |v| {
+            v["error_type"] == "authorization"
+        }),
+        ("POST", "/zstack/v1/ai/model-services", "{}", |v| {
+            v["success"] == false && v["error"]["code"] == "ID.1002"
+        }),
+        ("POST", "/api/v1/inference/services/svc-x/stop", "", |v| {
+            v["code"] == 40301
+        }),
+    ];
+    for (method, path, body, shape) in forbidden {
+        let (status, answer) = request(a, method, path, &[("X-API-Key", &read)], body);
+        assert_eq!(status, 403, "{method} {path}: {answer}");
+        assert!(shape(&json(&answer)), "{method} {path}: {answer}");
+    }
     let (status, body) = request(
         a,
         "POST",
@@ -228,6 +268,19 @@ fn keys_and_roles_guard_every_face_in_its_own_format() {
         data.to_str().unwrap(),
     ]);
     assert!(!ok && err.contains("no active key"), "{err}");
+
+    // Revoking every key leaves the server closed, not open to everyone.
+    for line in list
+        .lines()
+        .filter(|l| l.starts_with("key-") && !l.starts_with(&user_id))
+    {
+        let id = line.split_whitespace().next().unwrap();
+        let (ok, _, err) = inferd(&["keys", "revoke", id, "--data-dir", data.to_str().unwrap()]);
+        assert!(ok, "{line}: {err}");
+    }
+    std::thread::sleep(Duration::from_millis(1300));
+    let (status, body) = http(a, "GET", "/v2/models/iris", "");
+    assert_eq!(status, 401, "with every key revoked: {body}");
 }
 
 #[test]
@@ -404,8 +457,8 @@ fn off_loopback_without_keys_refuses_to_start_unless_insecure() {
 }
 
 /// The stock clients carry keys as their users would: `openai` with
-/// `api_key=`, `tritonclient` with a header; a wrong key raises the client's
-/// own authentication error.
+/// `api_key=`, `tritonclient` (HTTP and gRPC) with a header; a wrong key
+/// raises the client's own authentication error.
 #[test]
 fn stock_clients_send_keys() {
     let python = workspace().join(".venv/bin/python");
@@ -431,10 +484,22 @@ try:
     raise SystemExit("no key was accepted")
 except InferenceServerException as e:
     assert "credentials" in str(e), e
+import tritonclient.grpc as tg
+g = tg.InferenceServerClient(sys.argv[3])
+gx = tg.InferInput("X", [1, 4], "FP32")
+gx.set_data_from_numpy(np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32))
+out = g.infer("iris", [gx], headers={"authorization": f"Bearer {key}"})
+assert out.as_numpy("label").tolist() == [0]
+assert g.is_server_live(), "health needs no key"
+try:
+    g.infer("iris", [gx], headers={"x-api-key": "nope"})
+    raise SystemExit("a wrong key was accepted over gRPC")
+except InferenceServerException as e:
+    assert e.status() == "StatusCode.UNAUTHENTICATED", e
 print("ok")
 "#;
     let has_clients = std::process::Command::new(&python)
-        .args(["-c", "import openai, tritonclient.http"])
+        .args(["-c", "import openai, tritonclient.http, tritonclient.grpc"])
         .status()
         .is_ok_and(|s| s.success());
     if !has_clients {
@@ -445,7 +510,7 @@ print("ok")
     let user = key(&data, "user");
     let server = Server::start_with_data(&workspace().join("models"), &data, &[]);
     let out = std::process::Command::new(&python)
-        .args(["-c", script, &server.addr, &user])
+        .args(["-c", script, &server.addr, &user, &server.grpc_addr])
         .output()
         .unwrap();
     let text = format!(
@@ -454,4 +519,29 @@ print("ok")
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success() && text.contains("ok"), "{text}");
+}
+
+#[test]
+fn key_commands_find_the_data_dir_in_the_config_file_as_serve_does() {
+    let data = temp_dir("auth-config-data");
+    let file = temp_dir("auth-config").join("inferd.toml");
+    std::fs::write(&file, format!("data_dir = {:?}\n", data.to_str().unwrap())).unwrap();
+    let (ok, key, err) = inferd(&[
+        "keys",
+        "create",
+        "--role",
+        "read",
+        "--name",
+        "from-config",
+        "--config",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(key.trim().starts_with("inferd_"), "{key}");
+    let (ok, list, err) = inferd(&["keys", "list", "--data-dir", data.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        list.contains("from-config"),
+        "the key went elsewhere: {list}"
+    );
 }

@@ -34,6 +34,7 @@ fn python_clients_pass_against_the_default_models() {
         ])
         .current_dir(workspace())
         .env("INFERD_URL", server.url())
+        .env("INFERD_GRPC_URL", &server.grpc_addr)
         // The remote-backend tests start a second server that routes to this one.
         .env("INFERD_BIN", env!("CARGO_BIN_EXE_inferd"))
         .output()
@@ -158,6 +159,7 @@ fn help_explains_every_setting() {
         "--models",
         "--host",
         "--port",
+        "--grpc-port",
         "--config",
         "--compat",
         "--max-loaded-models",

@@ -28,6 +28,8 @@ pub fn workspace() -> PathBuf {
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// The gRPC face's `host:port`.
+    pub grpc_addr: String,
 }
 
 impl Server {
@@ -40,7 +42,7 @@ impl Server {
         // From the workspace root, so the default catalog file is found.
         let mut child = Command::new(env!("CARGO_BIN_EXE_inferd"))
             .current_dir(workspace())
-            .args(["serve", "--port", "0", "--models"])
+            .args(["serve", "--port", "0", "--grpc-port", "0", "--models"])
             .arg(models)
             .arg("--data-dir")
             .arg(data)
@@ -56,14 +58,24 @@ impl Server {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[inferd] {line}");
                 if let Some(addr) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
+                    let _ = tx.send((false, addr.trim().to_string()));
+                } else if let Some(addr) = line.split("gRPC (KServe V2) listening on ").nth(1) {
+                    let _ = tx.send((true, addr.trim().to_string()));
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("inferd did not report its address");
-        Server { child, addr }
+        let (mut addr, mut grpc_addr) = (String::new(), String::new());
+        while addr.is_empty() || grpc_addr.is_empty() {
+            let (grpc, a) = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("inferd did not report its addresses");
+            *(if grpc { &mut grpc_addr } else { &mut addr }) = a;
+        }
+        Server {
+            child,
+            addr,
+            grpc_addr,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -111,12 +123,26 @@ pub fn request(
 }
 
 /// Runs `inferd <args>` to completion; returns exit success, stdout, stderr.
+/// A command that should exit but keeps running (a server that should have
+/// refused to start, say) fails the test after a minute instead of hanging it.
 pub fn inferd(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_inferd"))
+    let child = Command::new(env!("CARGO_BIN_EXE_inferd"))
         .args(args)
         .env_remove("INFERD_DATA_DIR")
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("running inferd");
+    let pid = child.id().to_string();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(out) = rx.recv_timeout(Duration::from_secs(60)) else {
+        let _ = Command::new("kill").args(["-9", &pid]).status();
+        panic!("`inferd {}` did not exit within a minute", args.join(" "));
+    };
+    let out = out.expect("waiting for inferd");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

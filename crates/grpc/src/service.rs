@@ -1,0 +1,394 @@
+//! The RPCs. Health stays open, as on the HTTP faces; metadata, configuration,
+//! statistics and the index need the `read` role, inference `user`, loading and
+//! unloading `admin`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use inferd_core::{CoreError, ErrorKind, InferRequest, Manager, ModelInfo};
+use inferd_http::Auth;
+use inferd_store::Role;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::pb::grpc_inference_service_server::GrpcInferenceService;
+use crate::pb::model_metadata_response::TensorMetadata;
+use crate::pb::repository_index_response::ModelIndex;
+use crate::pb::{self, InferParameter};
+use crate::status::{from_core, invalid};
+use crate::{config, tensors};
+
+/// The extensions server metadata advertises over gRPC: exactly those served.
+const EXTENSIONS: [&str; 4] = [
+    "model_repository",
+    "statistics",
+    "model_configuration",
+    "schedule_policy",
+];
+
+/// How many answers a stream may have waiting for a slow reader before the
+/// next request waits too.
+const STREAM_BACKLOG: usize = 16;
+
+#[derive(Clone)]
+pub struct Face {
+    pub(crate) manager: Manager,
+    pub(crate) auth: Option<Arc<Auth>>,
+    pub(crate) max_message_bytes: usize,
+}
+
+type Answer<T> = Result<Response<T>, Status>;
+
+impl Face {
+    async fn authorize(
+        &self,
+        metadata: &MetadataMap,
+        needed: Role,
+        rpc: &str,
+    ) -> Result<(), Status> {
+        let Some(auth) = &self.auth else {
+            return Ok(());
+        };
+        auth.authorize(
+            &metadata.clone().into_headers(),
+            needed,
+            &format!("call {rpc}"),
+        )
+        .await
+        .map_err(from_core)
+    }
+
+    fn info(&self, name: &str, version: &str) -> Result<ModelInfo, Status> {
+        let version = parse_version(name, version)?;
+        self.manager.info(name, version).map_err(from_core)
+    }
+
+    /// One inference: the unary RPC and each message of a stream.
+    async fn infer(
+        &self,
+        req: pb::ModelInferRequest,
+        deadline: Option<Duration>,
+    ) -> Result<pb::ModelInferResponse, Status> {
+        if req.model_name.is_empty() {
+            return Err(invalid("model_name is required"));
+        }
+        let version = parse_version(&req.model_name, &req.model_version)?;
+        let timeout = match (timeout_param(&req.parameters)?, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut wanted = Vec::with_capacity(req.outputs.len());
+        for o in &req.outputs {
+            tensors::refuse_unsupported(&o.parameters, &format!("output '{}'", o.name))?;
+            wanted.push(o.name.clone());
+        }
+        let max = self.manager.config().max_elements;
+        let inputs = tensors::decode_inputs(req.inputs, req.raw_input_contents, max)?;
+        let res = self
+            .manager
+            .infer(InferRequest {
+                model: req.model_name.clone(),
+                version,
+                inputs,
+                outputs: (!wanted.is_empty()).then_some(wanted),
+                timeout,
+            })
+            .await
+            .map_err(from_core)?;
+        let (outputs, raw) = res.outputs.iter().map(tensors::encode_output).unzip();
+        Ok(pb::ModelInferResponse {
+            model_name: req.model_name,
+            model_version: res.version.to_string(),
+            id: req.id,
+            parameters: Default::default(),
+            outputs,
+            raw_output_contents: raw,
+        })
+    }
+}
+
+/// Versions are integers; empty and `-1` mean "the policy's choice", as
+/// Triton reads them.
+fn parse_version(model: &str, v: &str) -> Result<Option<u64>, Status> {
+    match v {
+        "" | "-1" => Ok(None),
+        v => v.parse().map(Some).map_err(|_| {
+            from_core(CoreError::VersionNotFound {
+                model: model.into(),
+                version: v.into(),
+            })
+        }),
+    }
+}
+
+/// Triton's schedule-policy `timeout` parameter, in microseconds.
+fn timeout_param(
+    params: &std::collections::HashMap<String, InferParameter>,
+) -> Result<Option<Duration>, Status> {
+    use pb::infer_parameter::ParameterChoice;
+    let Some(p) = params.get("timeout") else {
+        return Ok(None);
+    };
+    match p.parameter_choice {
+        Some(ParameterChoice::Int64Param(us)) if us >= 0 => {
+            Ok(Some(Duration::from_micros(us as u64)))
+        }
+        Some(ParameterChoice::Uint64Param(us)) => Ok(Some(Duration::from_micros(us))),
+        _ => Err(invalid(
+            "parameter 'timeout' must be a whole, non-negative number of microseconds",
+        )),
+    }
+}
+
+/// The call's gRPC deadline (`grpc-timeout`, which tritonclient sets from its
+/// `client_timeout`), so a request the client gave up on is never computed.
+pub(crate) fn grpc_deadline(metadata: &MetadataMap) -> Option<Duration> {
+    let text = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+fn tensor_metadata(s: &inferd_core::TensorSpec) -> TensorMetadata {
+    TensorMetadata {
+        name: s.name.clone(),
+        datatype: s.datatype.as_str().to_string(),
+        shape: s.shape_or_any(),
+    }
+}
+
+/// Triton's repository parameters that would change the model's files; this
+/// server loads only what its repository folder holds.
+fn refuse_load_overrides(
+    params: &std::collections::HashMap<String, pb::ModelRepositoryParameter>,
+) -> Result<(), Status> {
+    match params
+        .keys()
+        .find(|k| *k == "config" || k.starts_with("file:"))
+    {
+        Some(key) => Err(invalid(format!(
+            "load parameter '{key}' is not supported: change the model's folder and load again"
+        ))),
+        None => Ok(()),
+    }
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for Face {
+    async fn server_live(
+        &self,
+        _: Request<pb::ServerLiveRequest>,
+    ) -> Answer<pb::ServerLiveResponse> {
+        Ok(Response::new(pb::ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(
+        &self,
+        _: Request<pb::ServerReadyRequest>,
+    ) -> Answer<pb::ServerReadyResponse> {
+        let ready = !self.manager.is_shutting_down();
+        Ok(Response::new(pb::ServerReadyResponse { ready }))
+    }
+
+    /// An unknown model is not ready (as Triton answers), not an error.
+    async fn model_ready(
+        &self,
+        request: Request<pb::ModelReadyRequest>,
+    ) -> Answer<pb::ModelReadyResponse> {
+        let req = request.into_inner();
+        let version = parse_version(&req.name, &req.version)?;
+        let ready = match self.manager.is_ready(&req.name, version) {
+            Ok(ready) => ready,
+            Err(e) if e.kind() == ErrorKind::NotFound => false,
+            Err(e) => return Err(from_core(e)),
+        };
+        Ok(Response::new(pb::ModelReadyResponse { ready }))
+    }
+
+    async fn server_metadata(
+        &self,
+        request: Request<pb::ServerMetadataRequest>,
+    ) -> Answer<pb::ServerMetadataResponse> {
+        self.authorize(request.metadata(), Role::Read, "ServerMetadata")
+            .await?;
+        Ok(Response::new(pb::ServerMetadataResponse {
+            name: "inferd".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            extensions: EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+        }))
+    }
+
+    async fn model_metadata(
+        &self,
+        request: Request<pb::ModelMetadataRequest>,
+    ) -> Answer<pb::ModelMetadataResponse> {
+        self.authorize(request.metadata(), Role::Read, "ModelMetadata")
+            .await?;
+        let req = request.into_inner();
+        let info = self.info(&req.name, &req.version)?;
+        Ok(Response::new(pb::ModelMetadataResponse {
+            name: info.name.clone(),
+            versions: info.versions.iter().map(u64::to_string).collect(),
+            platform: info.config.platform.clone(),
+            inputs: info.inputs.iter().map(tensor_metadata).collect(),
+            outputs: info.outputs.iter().map(tensor_metadata).collect(),
+        }))
+    }
+
+    async fn model_infer(
+        &self,
+        request: Request<pb::ModelInferRequest>,
+    ) -> Answer<pb::ModelInferResponse> {
+        self.authorize(request.metadata(), Role::User, "ModelInfer")
+            .await?;
+        let deadline = grpc_deadline(request.metadata());
+        Ok(Response::new(
+            self.infer(request.into_inner(), deadline).await?,
+        ))
+    }
+
+    type ModelStreamInferStream = ReceiverStream<Result<pb::ModelStreamInferResponse, Status>>;
+
+    /// Requests on one stream run one after another, each answered in order;
+    /// a failed one is an `error_message` (with its id) and the stream goes on.
+    /// When the client goes away the loop ends at its next answer.
+    async fn model_stream_infer(
+        &self,
+        request: Request<Streaming<pb::ModelInferRequest>>,
+    ) -> Answer<Self::ModelStreamInferStream> {
+        self.authorize(request.metadata(), Role::User, "ModelStreamInfer")
+            .await?;
+        let mut incoming = request.into_inner();
+        let (tx, rx) = mpsc::channel(STREAM_BACKLOG);
+        let face = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let req = match incoming.message().await {
+                    Ok(Some(req)) => req,
+                    Ok(None) => break,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                };
+                let id = req.id.clone();
+                let answer = match face.infer(req, None).await {
+                    Ok(r) => pb::ModelStreamInferResponse {
+                        error_message: String::new(),
+                        infer_response: Some(r),
+                    },
+                    Err(status) => pb::ModelStreamInferResponse {
+                        error_message: status.message().to_string(),
+                        infer_response: Some(pb::ModelInferResponse {
+                            id,
+                            ..Default::default()
+                        }),
+                    },
+                };
+                if tx.send(Ok(answer)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn model_config(
+        &self,
+        request: Request<pb::ModelConfigRequest>,
+    ) -> Answer<pb::ModelConfigResponse> {
+        self.authorize(request.metadata(), Role::Read, "ModelConfig")
+            .await?;
+        let req = request.into_inner();
+        let info = self.info(&req.name, &req.version)?;
+        Ok(Response::new(pb::ModelConfigResponse {
+            config: Some(config::model_config(&info)),
+        }))
+    }
+
+    async fn model_statistics(
+        &self,
+        request: Request<pb::ModelStatisticsRequest>,
+    ) -> Answer<pb::ModelStatisticsResponse> {
+        self.authorize(request.metadata(), Role::Read, "ModelStatistics")
+            .await?;
+        let req = request.into_inner();
+        let name = (!req.name.is_empty()).then_some(req.name.as_str());
+        let version = parse_version(&req.name, &req.version)?;
+        let rows = self.manager.stats(name, version).map_err(from_core)?;
+        Ok(Response::new(pb::ModelStatisticsResponse {
+            model_stats: rows
+                .iter()
+                .map(|(n, v, s)| config::statistics(n, *v, s))
+                .collect(),
+        }))
+    }
+
+    async fn repository_index(
+        &self,
+        request: Request<pb::RepositoryIndexRequest>,
+    ) -> Answer<pb::RepositoryIndexResponse> {
+        self.authorize(request.metadata(), Role::Read, "RepositoryIndex")
+            .await?;
+        let only_ready = request.into_inner().ready;
+        let models = self
+            .manager
+            .index()
+            .into_iter()
+            .filter(|e| !only_ready || e.state == "READY")
+            .map(|e| ModelIndex {
+                name: e.name,
+                version: e.version.map(|v| v.to_string()).unwrap_or_default(),
+                state: e.state.to_string(),
+                reason: e.reason,
+            })
+            .collect();
+        Ok(Response::new(pb::RepositoryIndexResponse { models }))
+    }
+
+    async fn repository_model_load(
+        &self,
+        request: Request<pb::RepositoryModelLoadRequest>,
+    ) -> Answer<pb::RepositoryModelLoadResponse> {
+        self.authorize(request.metadata(), Role::Admin, "RepositoryModelLoad")
+            .await?;
+        let req = request.into_inner();
+        if req.model_name.is_empty() {
+            return Err(invalid("model_name is required"));
+        }
+        refuse_load_overrides(&req.parameters)?;
+        self.manager
+            .load(&req.model_name, None)
+            .await
+            .map_err(from_core)?;
+        Ok(Response::new(pb::RepositoryModelLoadResponse {}))
+    }
+
+    /// In-flight requests finish before the model's memory is freed.
+    async fn repository_model_unload(
+        &self,
+        request: Request<pb::RepositoryModelUnloadRequest>,
+    ) -> Answer<pb::RepositoryModelUnloadResponse> {
+        self.authorize(request.metadata(), Role::Admin, "RepositoryModelUnload")
+            .await?;
+        let req = request.into_inner();
+        if req.model_name.is_empty() {
+            return Err(invalid("model_name is required"));
+        }
+        self.manager
+            .unload(&req.model_name, None)
+            .await
+            .map_err(from_core)?;
+        Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
+    }
+}
