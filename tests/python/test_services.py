@@ -510,6 +510,7 @@ def test_start_does_not_overcommit_memory(api, services):
     ({"model_version": "latest"}, "'model_version'"),
     ({"framework": "pytorch"}, "onnx"),
     ({"framework": "tensorflow"}, "onnx"),
+    ({"replica": 4}, "unknown field 'replica'"),
 ])
 def test_bad_fields_are_400(api, services, fields, fragment):
     ws = workspace()

@@ -9,17 +9,42 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use inferd_store::{time, Role, Store};
 
+/// Where the credentials go: the same place `serve` looks, found the same way
+/// (flag or env, then the config file's `data_dir`, then ./data), so a key is
+/// never made where the server will not see it.
 #[derive(Debug, Args)]
 pub struct DataDir {
-    /// The data directory `serve` uses (default ./data).
-    #[arg(long, env = "INFERD_DATA_DIR", default_value = "./data")]
-    data_dir: PathBuf,
+    /// The data directory `serve` uses (default: the config file's `data_dir`, else ./data).
+    #[arg(long, env = "INFERD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The TOML file `serve` reads; its `data_dir` applies when no flag sets one.
+    #[arg(long, env = "INFERD_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 impl DataDir {
+    fn dir(&self) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &self.data_dir {
+            return Ok(dir.clone());
+        }
+        if let Some(path) = &self.config {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let table: toml::Table =
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+            if let Some(dir) = table.get("data_dir") {
+                let dir = dir
+                    .as_str()
+                    .with_context(|| format!("{}: data_dir must be a string", path.display()))?;
+                return Ok(PathBuf::from(dir));
+            }
+        }
+        Ok(PathBuf::from("./data"))
+    }
+
     fn open(&self) -> anyhow::Result<Store> {
-        Store::open(&self.data_dir)
-            .with_context(|| format!("opening the data directory {}", self.data_dir.display()))
+        let dir = self.dir()?;
+        Store::open(&dir).with_context(|| format!("opening the data directory {}", dir.display()))
     }
 }
 

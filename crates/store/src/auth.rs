@@ -181,11 +181,15 @@ impl Store {
         .collect()
     }
 
-    /// Accounts that can log in; with active keys, whether credentials exist.
-    pub fn account_count(&self) -> StoreResult<u64> {
-        let n: i64 = self
-            .lock()
-            .query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?;
+    /// Accounts plus every key ever made, revoked ones too: once this is not
+    /// zero the server never runs open again, so revoking a leaked last key
+    /// closes the server instead of opening it to everyone.
+    pub fn credentials_made(&self) -> StoreResult<u64> {
+        let n: i64 = self.lock().query_row(
+            "SELECT (SELECT COUNT(*) FROM accounts) + (SELECT COUNT(*) FROM api_keys)",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(n.max(0) as u64)
     }
 
@@ -246,7 +250,11 @@ impl Store {
             created_at,
             expires_at: created_at + ttl_s,
         };
-        self.lock().execute(
+        let conn = self.lock();
+        // Expired sessions go as new ones come, so the table stays the size of
+        // the sessions in use.
+        conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [created_at])?;
+        conn.execute(
             "INSERT INTO sessions (uuid, account_uuid, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
             params![session.uuid, session.account_uuid, session.created_at, session.expires_at],
         )?;

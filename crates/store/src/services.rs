@@ -292,9 +292,15 @@ impl Store {
             == 1)
     }
 
-    /// Services that should be running after a restart.
+    /// Services that should be running after a restart. A stop that the
+    /// restart interrupted is finished first: nothing of it runs any more, and
+    /// left `stopping` it could be neither started nor stopped again.
     pub fn services_to_restore(&self) -> StoreResult<Vec<ServiceRecord>> {
         let conn = self.lock();
+        conn.execute(
+            "UPDATE services SET status = 'stopped', updated_at = ?1 WHERE status = 'stopping'",
+            [now()],
+        )?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM services WHERE status IN ('creating', 'running') ORDER BY created_at"
         ))?;
@@ -445,6 +451,31 @@ mod tests {
             store.service("svc-0").unwrap().unwrap().status,
             ServiceStatus::Creating
         );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_stop_cut_short_by_a_restart_ends_stopped() {
+        let (store, dir) = temp_store("services-stopping");
+        for id in ["svc-run", "svc-halt"] {
+            store.insert_service(&svc(id, id, 0), u64::MAX).unwrap();
+        }
+        let to = |id, status| {
+            store
+                .set_service_status(id, &[ServiceStatus::Creating], status, None)
+                .unwrap()
+        };
+        assert!(to("svc-run", ServiceStatus::Running));
+        assert!(to("svc-halt", ServiceStatus::Stopping));
+        let back: Vec<String> = store
+            .services_to_restore()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(back, ["svc-run"]);
+        let halted = store.service("svc-halt").unwrap().unwrap();
+        assert_eq!(halted.status, ServiceStatus::Stopped);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -162,6 +162,25 @@ pub(crate) async fn create_from(
     state: &AppState,
     map: &Map<String, Value>,
 ) -> Result<ServiceRecord, ServiceError> {
+    // A misspelt field ("replica": 4) must not deploy something else quietly.
+    const FIELDS: [&str; 10] = [
+        "name",
+        "description",
+        "workspace_id",
+        "model_id",
+        "model_version",
+        "framework",
+        "cpu",
+        "memory",
+        "gpu",
+        "replicas",
+    ];
+    if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(ServiceError::invalid(format!(
+            "unknown field '{unknown}'; a service takes {}",
+            FIELDS.join(", ")
+        )));
+    }
     let f = Fields(map);
     let name = f
         .string("name")?
@@ -260,6 +279,7 @@ pub(crate) async fn create_from(
 /// A service stopped or deleted while it loads is undeployed again.
 pub(crate) fn spawn_deploy(state: AppState, rec: ServiceRecord) {
     tokio::spawn(async move {
+        let _turn = state.service_turns.take(&rec.id).await;
         let d = Deployment {
             name: rec.id.clone(),
             model: rec.model.clone(),
@@ -389,6 +409,7 @@ pub async fn stop(State(state): State<AppState>, Path(id): Path<String>) -> Resp
     match result {
         Ok(()) => {
             tokio::spawn(async move {
+                let _turn = state.service_turns.take(&id).await;
                 state.manager.undeploy(&id).await;
                 let sid = id.clone();
                 let _ = blocking(&state, move |s| {
@@ -471,7 +492,10 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
     let sid = id.clone();
     match blocking(&state, move |s| s.delete_service(&sid)).await {
         Ok(true) => {
+            let turn = state.service_turns.take(&id).await;
             state.manager.undeploy(&id).await;
+            drop(turn);
+            state.service_turns.forget(&id);
             tracing::info!(service = %id, "deleted");
             ok(StatusCode::OK, "推理服务删除成功", None)
         }

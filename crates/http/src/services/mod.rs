@@ -14,6 +14,9 @@
 mod manage;
 mod predict;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -27,6 +30,32 @@ pub(crate) use manage::{create_from, full, spawn_deploy};
 
 use crate::body::BodyError;
 use crate::AppState;
+
+/// One turn at a time per service: its deploy, its undeploy and the status
+/// change after each run in order, so a stop, start or delete never interleaves
+/// with a deploy still loading (which could mark a service running while
+/// nothing runs, or undeploy the newer of two attempts).
+#[derive(Default)]
+pub(crate) struct Turns(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl Turns {
+    /// Waits for the service's turn; it lasts as long as the guard.
+    pub(crate) async fn take(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_string())
+            .or_default()
+            .clone();
+        turn.lock_owned().await
+    }
+
+    /// Drops a deleted service's entry, so the map holds only live services.
+    pub(crate) fn forget(&self, id: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+}
 
 /// Limits on what a service may ask for.
 #[derive(Debug, Clone, Copy)]

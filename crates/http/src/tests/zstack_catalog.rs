@@ -396,3 +396,20 @@ async fn zstack_catalog_without_a_store_is_an_internal_error() {
         "SYS.1000",
     );
 }
+
+#[tokio::test]
+async fn unknown_zstack_routes_and_methods_answer_in_zstack_format() {
+    let app = app("zs-404");
+    let missing = get(&app, "/zstack/v1/ai/models").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let v = missing.json();
+    assert_eq!(v["success"], false, "{v}");
+    assert_eq!(v["error"]["code"], "SYS.1008", "{v}");
+    assert!(v["error"]["details"]
+        .as_str()
+        .unwrap()
+        .contains("/zstack/v1/ai/models"));
+    let wrong = send(&app, "PUT", &format!("{API}/{ONNX}"), &[], Body::empty()).await;
+    assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong.json()["error"]["code"], "SYS.1008");
+}

@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use inferd_store::time;
 use serde_json::{json, Value};
+use tokio::sync::Semaphore;
 
 use super::{with_store, ZsError};
 use crate::{body, AppState};
@@ -23,6 +24,14 @@ pub fn routes() -> Router<AppState> {
         .route("/zstack/v1/accounts/sessions/{uuid}", delete(logout))
         .route("/zstack/v1/accounts/sessions/{uuid}/valid", get(valid))
 }
+
+/// Each password check is an argon2 hash (about 19 MiB and tens of
+/// milliseconds): at most this many run at once, so a flood of logins, which
+/// need no credential, cannot take the memory or the blocking threads every
+/// other store call needs. The others wait their turn, for up to `LOGIN_WAIT`.
+const CONCURRENT_LOGINS: usize = 2;
+const LOGIN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+static LOGINS: Semaphore = Semaphore::const_new(CONCURRENT_LOGINS);
 
 async fn login(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
@@ -47,6 +56,15 @@ async fn login(State(state): State<AppState>, body: Result<Bytes, BytesRejection
         };
         let (name, password) = (field("accountName")?, field("password")?);
         let ttl = state.session_ttl.as_secs_f64();
+        let _turn = tokio::time::timeout(LOGIN_WAIT, LOGINS.acquire())
+            .await
+            .map_err(|_| ZsError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "SYS.1010",
+                description: "The resource is not ready",
+                details: "too many logins at once; try again shortly".into(),
+            })?
+            .map_err(|e| ZsError::internal(e.to_string()))?;
         let session = with_store(&state, move |s| s.log_in(&name, &password, ttl)).await?;
         let session = session.ok_or(ZsError {
             status: StatusCode::UNAUTHORIZED,
