@@ -9,6 +9,16 @@ use serde_json::Value;
 use crate::error::{CoreError, CoreResult};
 use crate::tensor::{checked_shape, element_count, DataType, Tensor, TensorData};
 
+/// Triton's tensor parameters this server does not implement (shared memory,
+/// classification): every V2 face refuses a request that names one rather
+/// than answer something other than what was asked.
+pub const UNSUPPORTED_TENSOR_PARAMETERS: [&str; 4] = [
+    "shared_memory_region",
+    "shared_memory_offset",
+    "shared_memory_byte_size",
+    "classification",
+];
+
 /// Builds a tensor from a JSON array whose nesting is ignored (OIP allows flat or
 /// nested data); the element count must match `shape`.
 pub fn tensor_from_json(

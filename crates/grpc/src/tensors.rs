@@ -3,7 +3,7 @@
 //! `contents`; outputs always go back raw, as Triton answers, which every client
 //! reads and which costs no per-element copy into protobuf's repeated fields.
 
-use inferd_core::codec::{tensor_from_raw, tensor_to_raw};
+use inferd_core::codec::{tensor_from_raw, tensor_to_raw, UNSUPPORTED_TENSOR_PARAMETERS};
 use inferd_core::tensor::checked_shape;
 use inferd_core::{CoreError, DataType, Tensor, TensorData};
 use tonic::Status;
@@ -49,18 +49,11 @@ pub fn decode_inputs(
         .collect()
 }
 
-/// Refuses the Triton parameters this server does not implement, rather than
-/// silently answering something else than what was asked.
 pub fn refuse_unsupported(
     params: &std::collections::HashMap<String, InferParameter>,
     what: &str,
 ) -> Result<(), Status> {
-    for key in [
-        "shared_memory_region",
-        "shared_memory_offset",
-        "shared_memory_byte_size",
-        "classification",
-    ] {
+    for key in UNSUPPORTED_TENSOR_PARAMETERS {
         if params.contains_key(key) {
             return Err(invalid(format!(
                 "{what}: parameter '{key}' is not supported by this server"

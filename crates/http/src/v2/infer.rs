@@ -13,7 +13,9 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use inferd_core::codec::{tensor_from_json, tensor_from_raw, tensor_to_json, tensor_to_raw};
+use inferd_core::codec::{
+    tensor_from_json, tensor_from_raw, tensor_to_json, tensor_to_raw, UNSUPPORTED_TENSOR_PARAMETERS,
+};
 use inferd_core::{CoreError, DataType, InferRequest, ModelInfo, SpecType, Tensor, TensorData};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -226,12 +228,7 @@ fn flag(params: &Map<String, Value>, key: &str) -> Result<Option<bool>, V2Error>
 }
 
 fn refuse_unsupported(params: &Map<String, Value>, what: &str) -> Result<(), V2Error> {
-    for key in [
-        "shared_memory_region",
-        "shared_memory_offset",
-        "shared_memory_byte_size",
-        "classification",
-    ] {
+    for key in UNSUPPORTED_TENSOR_PARAMETERS {
         if params.contains_key(key) {
             return Err(bad(format!(
                 "{what}: parameter '{key}' is not supported by this server"
