@@ -194,10 +194,12 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 /// The role a route needs; `None` for the probes that stay open (health,
-/// per-model readiness, as Triton counts it among its health APIs, login,
+/// metrics, per-model readiness, as Triton counts it among its health APIs, login,
 /// session validity) and CORS preflights.
 pub fn required(method: &Method, path: &str) -> Option<Role> {
-    const OPEN: [&str; 7] = [
+    const OPEN: [&str; 9] = [
+        "",
+        "/metrics",
         "/v2/health/live",
         "/v2/health/ready",
         "/v1/healthz",
@@ -325,6 +327,9 @@ mod tests {
             (&get, "/v2/models/iris/versions/1/ready", open),
             (&get, "/v1/models/iris/ready", open),
             (&get, "/inference/health", open),
+            (&get, "/metrics", open),
+            (&get, "/", open),
+            (&post, "/", Some(Role::User)),
             (&put, "/zstack/v1/accounts/login", open),
             (&get, "/zstack/v1/accounts/sessions/abc/valid", open),
             (&get, "/v2/models/iris", Some(Role::Read)),

@@ -6,7 +6,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use inferd_core::CoreError;
@@ -18,11 +18,18 @@ use crate::{rows, AppState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/", get(alive))
         .route("/v1/models/{model}", post(predict))
         .route(
             "/v1/models/{model}/versions/{version}",
             post(predict_version),
         )
+}
+
+/// KServe's liveness at the root, which its V1 client's `is_server_live` reads
+/// (`POST /` is TGI's).
+async fn alive() -> Json<Value> {
+    Json(json!({ "status": "alive" }))
 }
 
 /// A V1 error: status and `{"error": message}`.

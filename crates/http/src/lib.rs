@@ -7,6 +7,7 @@ mod auth;
 mod body;
 mod gateway;
 mod kserve_v1;
+mod metrics;
 mod openai;
 mod pinferencia;
 mod rows;
@@ -108,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(list_models))
         .route("/v2/models", get(list_models))
         .route("/v1/models/{model}", get(model_status))
+        .route("/metrics", get(metrics::metrics))
         .merge(pinferencia::routes())
         .merge(kserve_v1::routes())
         .merge(v2::routes())

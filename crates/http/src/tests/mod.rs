@@ -2,6 +2,7 @@
 
 mod bad_inputs;
 mod flows;
+mod metrics;
 mod openai;
 mod scheduling;
 mod services;
