@@ -4,8 +4,12 @@ These tests talk to an inferd server that is already running and serving the
 repository in ./models (iris, digits, add_sub, identity). Point them at it with
 INFERD_URL, for example:
 
-    inferd serve --models models --port 18123 &
-    INFERD_URL=http://127.0.0.1:18123 .venv/bin/python -m pytest tests/python
+    inferd serve --models models --port 18123 --grpc-port 18124 &
+    INFERD_URL=http://127.0.0.1:18123 INFERD_GRPC_URL=127.0.0.1:18124 \
+        .venv/bin/python -m pytest tests/python --ignore=tests/python/test_kserve_client.py
+    INFERD_URL=... INFERD_GRPC_URL=... .venv/bin/python -m pytest tests/python/test_kserve_client.py
+
+(kserve and tritonclient.grpc cannot be imported into one process, hence two runs.)
 
 Tests that unload a model load it again before they finish, so the server is
 left as it was found.
