@@ -19,6 +19,29 @@ pub const UNSUPPORTED_TENSOR_PARAMETERS: [&str; 4] = [
     "classification",
 ];
 
+/// A wire shape as sizes, with its element count, refused before any data is
+/// read when it is negative or holds more than `max_elements` (an overflowing
+/// product counts as too many).
+pub fn bounded_shape(
+    name: &str,
+    shape: &[i64],
+    max_elements: usize,
+) -> CoreResult<(Vec<usize>, usize)> {
+    let dims = checked_shape(name, shape)?;
+    let count = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .unwrap_or(usize::MAX);
+    if count > max_elements {
+        return Err(CoreError::TooManyElements {
+            name: name.to_string(),
+            elements: count,
+            max: max_elements,
+        });
+    }
+    Ok((dims, count))
+}
+
 /// Builds a tensor from a JSON array whose nesting is ignored (OIP allows flat or
 /// nested data); the element count must match `shape`.
 pub fn tensor_from_json(
@@ -28,18 +51,7 @@ pub fn tensor_from_json(
     data: &Value,
     max_elements: usize,
 ) -> CoreResult<Tensor> {
-    let dims = checked_shape(name, shape)?;
-    let expected = dims
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .unwrap_or(usize::MAX);
-    if expected > max_elements {
-        return Err(CoreError::TooManyElements {
-            name: name.to_string(),
-            elements: expected,
-            max: max_elements,
-        });
-    }
+    let (dims, expected) = bounded_shape(name, shape, max_elements)?;
     let mut leaves = Vec::with_capacity(expected);
     match data {
         Value::Array(_) => flatten(data, &mut leaves, max_elements, name)?,
@@ -296,18 +308,7 @@ pub fn tensor_from_raw(
     raw: &[u8],
     max_elements: usize,
 ) -> CoreResult<Tensor> {
-    let dims = checked_shape(name, shape)?;
-    let count = dims
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .unwrap_or(usize::MAX);
-    if count > max_elements {
-        return Err(CoreError::TooManyElements {
-            name: name.to_string(),
-            elements: count,
-            max: max_elements,
-        });
-    }
+    let (dims, count) = bounded_shape(name, shape, max_elements)?;
     let bad = |reason: String| CoreError::BadBinary {
         name: name.to_string(),
         reason,

@@ -101,6 +101,8 @@ pub enum CoreError {
     ModelNotFound(String),
     #[error("model '{model}' has no version {version}")]
     VersionNotFound { model: String, version: String },
+    #[error("load parameter '{key}' is not supported: change the model's folder and load again")]
+    UnsupportedLoadParameter { key: String },
     #[error("model '{model}' version {version} is not loaded; load it first")]
     NotLoaded { model: String, version: u64 },
     #[error("model '{model}' is unavailable: {reason}")]
@@ -190,7 +192,8 @@ impl CoreError {
             | BatchTooLarge { .. }
             | BadImage { .. }
             | PromptFormat { .. }
-            | PromptTooLong { .. } => ErrorKind::InvalidInput,
+            | PromptTooLong { .. }
+            | UnsupportedLoadParameter { .. } => ErrorKind::InvalidInput,
             UnsupportedTask { .. } => ErrorKind::Unsupported,
             TooManyElements { .. } | ImageTooLarge { .. } => ErrorKind::TooLarge,
             ModelNotFound(_) | VersionNotFound { .. } | WrongEngine { .. } => ErrorKind::NotFound,

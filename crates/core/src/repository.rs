@@ -6,6 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::config::ModelConfig;
+use crate::error::{CoreError, CoreResult};
 
 /// One model folder as found on disk.
 #[derive(Debug, Clone)]
@@ -16,6 +17,30 @@ pub struct RepoModel {
     pub config: Result<ModelConfig, String>,
     /// The versions the version policy serves, ascending.
     pub versions: Vec<u64>,
+}
+
+/// A version as the V2 protocols spell it in paths and messages: an integer,
+/// or empty / `-1` for "the version policy's choice", as Triton reads them.
+pub fn requested_version(model: &str, text: &str) -> CoreResult<Option<u64>> {
+    match text {
+        "" | "-1" => Ok(None),
+        v => v.parse().map(Some).map_err(|_| CoreError::VersionNotFound {
+            model: model.into(),
+            version: v.into(),
+        }),
+    }
+}
+
+/// Refuses Triton's load parameters that would replace the model's files
+/// (`config`, `file:<version>/<name>`): models load only from their folder.
+pub fn check_load_parameters<'a>(keys: impl IntoIterator<Item = &'a String>) -> CoreResult<()> {
+    match keys
+        .into_iter()
+        .find(|k| *k == "config" || k.starts_with("file:"))
+    {
+        Some(key) => Err(CoreError::UnsupportedLoadParameter { key: key.clone() }),
+        None => Ok(()),
+    }
 }
 
 /// Lists the model folders under `root`, sorted by name. Fails only when the root

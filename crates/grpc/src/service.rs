@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use inferd_core::{CoreError, ErrorKind, InferRequest, Manager, ModelInfo};
+use inferd_core::{ErrorKind, InferRequest, Manager, ModelInfo};
 use inferd_http::Auth;
 use inferd_store::Role;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::metadata::MetadataMap;
+use tonic::codegen::http::HeaderMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::pb::grpc_inference_service_server::GrpcInferenceService;
@@ -42,22 +42,22 @@ pub struct Face {
 type Answer<T> = Result<Response<T>, Status>;
 
 impl Face {
-    async fn authorize(
+    /// Checks the call's credential and hands back its metadata (as headers,
+    /// moved, not copied) and its message.
+    async fn admit<T>(
         &self,
-        metadata: &MetadataMap,
+        request: Request<T>,
         needed: Role,
         rpc: &str,
-    ) -> Result<(), Status> {
-        let Some(auth) = &self.auth else {
-            return Ok(());
-        };
-        auth.authorize(
-            &metadata.clone().into_headers(),
-            needed,
-            &format!("call {rpc}"),
-        )
-        .await
-        .map_err(from_core)
+    ) -> Result<(HeaderMap, T), Status> {
+        let (metadata, _, message) = request.into_parts();
+        let headers = metadata.into_headers();
+        if let Some(auth) = &self.auth {
+            auth.authorize(&headers, needed, &format!("call {rpc}"))
+                .await
+                .map_err(from_core)?;
+        }
+        Ok((headers, message))
     }
 
     fn info(&self, name: &str, version: &str) -> Result<ModelInfo, Status> {
@@ -109,18 +109,8 @@ impl Face {
     }
 }
 
-/// Versions are integers; empty and `-1` mean "the policy's choice", as
-/// Triton reads them.
 fn parse_version(model: &str, v: &str) -> Result<Option<u64>, Status> {
-    match v {
-        "" | "-1" => Ok(None),
-        v => v.parse().map(Some).map_err(|_| {
-            from_core(CoreError::VersionNotFound {
-                model: model.into(),
-                version: v.into(),
-            })
-        }),
-    }
+    inferd_core::repository::requested_version(model, v).map_err(from_core)
 }
 
 /// Triton's schedule-policy `timeout` parameter, in microseconds.
@@ -144,8 +134,8 @@ fn timeout_param(
 
 /// The call's gRPC deadline (`grpc-timeout`, which tritonclient sets from its
 /// `client_timeout`), so a request the client gave up on is never computed.
-pub(crate) fn grpc_deadline(metadata: &MetadataMap) -> Option<Duration> {
-    let text = metadata.get("grpc-timeout")?.to_str().ok()?;
+pub(crate) fn grpc_deadline(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get("grpc-timeout")?.to_str().ok()?;
     let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
     let n: u64 = digits.parse().ok()?;
     Some(match unit {
@@ -164,22 +154,6 @@ fn tensor_metadata(s: &inferd_core::TensorSpec) -> TensorMetadata {
         name: s.name.clone(),
         datatype: s.datatype.as_str().to_string(),
         shape: s.shape_or_any(),
-    }
-}
-
-/// Triton's repository parameters that would change the model's files; this
-/// server loads only what its repository folder holds.
-fn refuse_load_overrides(
-    params: &std::collections::HashMap<String, pb::ModelRepositoryParameter>,
-) -> Result<(), Status> {
-    match params
-        .keys()
-        .find(|k| *k == "config" || k.starts_with("file:"))
-    {
-        Some(key) => Err(invalid(format!(
-            "load parameter '{key}' is not supported: change the model's folder and load again"
-        ))),
-        None => Ok(()),
     }
 }
 
@@ -219,8 +193,7 @@ impl GrpcInferenceService for Face {
         &self,
         request: Request<pb::ServerMetadataRequest>,
     ) -> Answer<pb::ServerMetadataResponse> {
-        self.authorize(request.metadata(), Role::Read, "ServerMetadata")
-            .await?;
+        self.admit(request, Role::Read, "ServerMetadata").await?;
         Ok(Response::new(pb::ServerMetadataResponse {
             name: "inferd".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -232,9 +205,7 @@ impl GrpcInferenceService for Face {
         &self,
         request: Request<pb::ModelMetadataRequest>,
     ) -> Answer<pb::ModelMetadataResponse> {
-        self.authorize(request.metadata(), Role::Read, "ModelMetadata")
-            .await?;
-        let req = request.into_inner();
+        let (_, req) = self.admit(request, Role::Read, "ModelMetadata").await?;
         let info = self.info(&req.name, &req.version)?;
         Ok(Response::new(pb::ModelMetadataResponse {
             name: info.name.clone(),
@@ -249,12 +220,9 @@ impl GrpcInferenceService for Face {
         &self,
         request: Request<pb::ModelInferRequest>,
     ) -> Answer<pb::ModelInferResponse> {
-        self.authorize(request.metadata(), Role::User, "ModelInfer")
-            .await?;
-        let deadline = grpc_deadline(request.metadata());
-        Ok(Response::new(
-            self.infer(request.into_inner(), deadline).await?,
-        ))
+        let (headers, req) = self.admit(request, Role::User, "ModelInfer").await?;
+        let deadline = grpc_deadline(&headers);
+        Ok(Response::new(self.infer(req, deadline).await?))
     }
 
     type ModelStreamInferStream = ReceiverStream<Result<pb::ModelStreamInferResponse, Status>>;
@@ -266,9 +234,8 @@ impl GrpcInferenceService for Face {
         &self,
         request: Request<Streaming<pb::ModelInferRequest>>,
     ) -> Answer<Self::ModelStreamInferStream> {
-        self.authorize(request.metadata(), Role::User, "ModelStreamInfer")
-            .await?;
-        let mut incoming = request.into_inner();
+        let (_, req) = self.admit(request, Role::User, "ModelStreamInfer").await?;
+        let mut incoming = req;
         let (tx, rx) = mpsc::channel(STREAM_BACKLOG);
         let face = self.clone();
         tokio::spawn(async move {
@@ -307,9 +274,7 @@ impl GrpcInferenceService for Face {
         &self,
         request: Request<pb::ModelConfigRequest>,
     ) -> Answer<pb::ModelConfigResponse> {
-        self.authorize(request.metadata(), Role::Read, "ModelConfig")
-            .await?;
-        let req = request.into_inner();
+        let (_, req) = self.admit(request, Role::Read, "ModelConfig").await?;
         let info = self.info(&req.name, &req.version)?;
         Ok(Response::new(pb::ModelConfigResponse {
             config: Some(config::model_config(&info)),
@@ -320,9 +285,7 @@ impl GrpcInferenceService for Face {
         &self,
         request: Request<pb::ModelStatisticsRequest>,
     ) -> Answer<pb::ModelStatisticsResponse> {
-        self.authorize(request.metadata(), Role::Read, "ModelStatistics")
-            .await?;
-        let req = request.into_inner();
+        let (_, req) = self.admit(request, Role::Read, "ModelStatistics").await?;
         let name = (!req.name.is_empty()).then_some(req.name.as_str());
         let version = parse_version(&req.name, &req.version)?;
         let rows = self.manager.stats(name, version).map_err(from_core)?;
@@ -338,9 +301,8 @@ impl GrpcInferenceService for Face {
         &self,
         request: Request<pb::RepositoryIndexRequest>,
     ) -> Answer<pb::RepositoryIndexResponse> {
-        self.authorize(request.metadata(), Role::Read, "RepositoryIndex")
-            .await?;
-        let only_ready = request.into_inner().ready;
+        let (_, req) = self.admit(request, Role::Read, "RepositoryIndex").await?;
+        let only_ready = req.ready;
         let models = self
             .manager
             .index()
@@ -360,13 +322,13 @@ impl GrpcInferenceService for Face {
         &self,
         request: Request<pb::RepositoryModelLoadRequest>,
     ) -> Answer<pb::RepositoryModelLoadResponse> {
-        self.authorize(request.metadata(), Role::Admin, "RepositoryModelLoad")
+        let (_, req) = self
+            .admit(request, Role::Admin, "RepositoryModelLoad")
             .await?;
-        let req = request.into_inner();
         if req.model_name.is_empty() {
             return Err(invalid("model_name is required"));
         }
-        refuse_load_overrides(&req.parameters)?;
+        inferd_core::repository::check_load_parameters(req.parameters.keys()).map_err(from_core)?;
         self.manager
             .load(&req.model_name, None)
             .await
@@ -379,9 +341,9 @@ impl GrpcInferenceService for Face {
         &self,
         request: Request<pb::RepositoryModelUnloadRequest>,
     ) -> Answer<pb::RepositoryModelUnloadResponse> {
-        self.authorize(request.metadata(), Role::Admin, "RepositoryModelUnload")
+        let (_, req) = self
+            .admit(request, Role::Admin, "RepositoryModelUnload")
             .await?;
-        let req = request.into_inner();
         if req.model_name.is_empty() {
             return Err(invalid("model_name is required"));
         }

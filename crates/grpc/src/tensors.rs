@@ -3,9 +3,10 @@
 //! `contents`; outputs always go back raw, as Triton answers, which every client
 //! reads and which costs no per-element copy into protobuf's repeated fields.
 
-use inferd_core::codec::{tensor_from_raw, tensor_to_raw, UNSUPPORTED_TENSOR_PARAMETERS};
-use inferd_core::tensor::checked_shape;
-use inferd_core::{CoreError, DataType, Tensor, TensorData};
+use inferd_core::codec::{
+    bounded_shape, tensor_from_raw, tensor_to_raw, UNSUPPORTED_TENSOR_PARAMETERS,
+};
+use inferd_core::{DataType, Tensor, TensorData};
 use tonic::Status;
 
 use crate::pb::model_infer_request::InferInputTensor;
@@ -97,18 +98,7 @@ fn field_for(datatype: DataType) -> Option<&'static str> {
 
 fn typed(input: InferInputTensor, datatype: DataType, max: usize) -> Result<Tensor, Status> {
     let name = input.name;
-    let shape = checked_shape(&name, &input.shape).map_err(from_core)?;
-    let count = shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .unwrap_or(usize::MAX);
-    if count > max {
-        return Err(from_core(CoreError::TooManyElements {
-            name,
-            elements: count,
-            max,
-        }));
-    }
+    let (shape, _) = bounded_shape(&name, &input.shape, max).map_err(from_core)?;
     let Some(field) = field_for(datatype) else {
         return Err(invalid(format!(
             "input '{name}' is {}, which has no typed contents field: send it in raw_input_contents",

@@ -554,7 +554,7 @@ async fn credentials_in_metadata_are_checked_per_role() {
 #[test]
 fn grpc_timeouts_are_read_in_every_unit() {
     let deadline = |v: &str| {
-        let mut m = tonic::metadata::MetadataMap::new();
+        let mut m = tonic::codegen::http::HeaderMap::new();
         m.insert("grpc-timeout", v.parse().unwrap());
         crate::service::grpc_deadline(&m)
     };

@@ -151,13 +151,13 @@ async fn model_status(state: State<AppState>, model: Path<String>) -> Response {
 
 /// ZStack's paths answer in ZStack's error format, like every other failure
 /// under them; the rest in KServe's `{"error"}`.
-fn zstack_refusal(status: StatusCode, uri: &Uri, details: String) -> Option<Response> {
+fn zstack_refusal(status: StatusCode, uri: &Uri, details: &str) -> Option<Response> {
     uri.path().starts_with("/zstack/").then(|| {
         zstack::ZsError {
             status,
             code: "SYS.1008",
             description: "The API is not recognized",
-            details,
+            details: details.to_string(),
         }
         .into_response()
     })
@@ -165,19 +165,19 @@ fn zstack_refusal(status: StatusCode, uri: &Uri, details: String) -> Option<Resp
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     let message = format!("{method} is not allowed on {}", uri.path());
-    if let Some(r) = zstack_refusal(StatusCode::METHOD_NOT_ALLOWED, &uri, message) {
+    if let Some(r) = zstack_refusal(StatusCode::METHOD_NOT_ALLOWED, &uri, &message) {
         return r;
     }
     (
         StatusCode::METHOD_NOT_ALLOWED,
-        Json(json!({"error": format!("{method} is not allowed on {}", uri.path())})),
+        Json(json!({ "error": message })),
     )
         .into_response()
 }
 
 async fn not_found(uri: Uri) -> Response {
     let message = format!("no api mapping to {}", uri.path());
-    if let Some(r) = zstack_refusal(StatusCode::NOT_FOUND, &uri, message) {
+    if let Some(r) = zstack_refusal(StatusCode::NOT_FOUND, &uri, &message) {
         return r;
     }
     (

@@ -9,6 +9,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use inferd_store::{time, Role, Store};
 
+use crate::config::FileConfig;
+
 /// Where the credentials go: the same place `serve` looks, found the same way
 /// (flag or env, then the config file's `data_dir`, then ./data), so a key is
 /// never made where the server will not see it.
@@ -27,19 +29,8 @@ impl DataDir {
         if let Some(dir) = &self.data_dir {
             return Ok(dir.clone());
         }
-        if let Some(path) = &self.config {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let table: toml::Table =
-                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-            if let Some(dir) = table.get("data_dir") {
-                let dir = dir
-                    .as_str()
-                    .with_context(|| format!("{}: data_dir must be a string", path.display()))?;
-                return Ok(PathBuf::from(dir));
-            }
-        }
-        Ok(PathBuf::from("./data"))
+        let file = FileConfig::read(self.config.as_deref())?;
+        Ok(file.data_dir.unwrap_or_else(|| PathBuf::from("./data")))
     }
 
     fn open(&self) -> anyhow::Result<Store> {

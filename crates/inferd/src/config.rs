@@ -2,7 +2,7 @@
 //! optional TOML file over defaults, resolved once into `Settings`.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -92,7 +92,7 @@ pub struct ServeArgs {
 /// The config file's keys: the same names as the flags.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
+pub(crate) struct FileConfig {
     models: Option<PathBuf>,
     host: Option<IpAddr>,
     port: Option<u16>,
@@ -104,7 +104,7 @@ struct FileConfig {
     max_elements: Option<usize>,
     default_timeout_ms: Option<u64>,
     load_at_startup: Option<bool>,
-    data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     job_workers: Option<usize>,
     max_pending_jobs: Option<usize>,
     job_retention_s: Option<u64>,
@@ -112,6 +112,19 @@ struct FileConfig {
     session_ttl_s: Option<u64>,
     max_service_replicas: Option<u32>,
     catalog: Option<PathBuf>,
+}
+
+impl FileConfig {
+    /// The file's settings, or none without a file; the key commands read the
+    /// same file `serve` does, so they find the same data directory.
+    pub(crate) fn read(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
 }
 
 /// Settings after layering, validated.
@@ -135,14 +148,7 @@ pub struct Settings {
 
 impl ServeArgs {
     pub fn resolve(self) -> anyhow::Result<Settings> {
-        let file: FileConfig = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
-            }
-            None => FileConfig::default(),
-        };
+        let file = FileConfig::read(self.config.as_deref())?;
         let env_port = std::env::var("PORT")
             .ok()
             .map(|p| p.parse::<u16>().context("$PORT is not a port number"))

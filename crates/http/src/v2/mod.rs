@@ -105,18 +105,9 @@ impl From<BodyError> for V2Error {
     }
 }
 
-/// Versions in V2 paths are integers; `-1` and the empty string mean "the
-/// default", as Triton reads them.
+/// A version in a V2 path (see `repository::requested_version`).
 pub fn parse_version(model: &str, v: &str) -> Result<Option<u64>, V2Error> {
-    match v {
-        "" | "-1" => Ok(None),
-        v => v.parse().map(Some).map_err(|_| {
-            V2Error::from(CoreError::VersionNotFound {
-                model: model.into(),
-                version: v.into(),
-            })
-        }),
-    }
+    Ok(inferd_core::repository::requested_version(model, v)?)
 }
 
 async fn server_metadata() -> Json<Value> {

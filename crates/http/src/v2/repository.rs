@@ -67,18 +67,7 @@ pub async fn load(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, V2Error> {
     let req: ChangeRequest = optional_json(&state, body)?;
-    if let Some(key) = req
-        .parameters
-        .keys()
-        .find(|k| *k == "config" || k.starts_with("file:"))
-    {
-        return Err(V2Error(
-            axum::http::StatusCode::BAD_REQUEST,
-            format!(
-                "load parameter '{key}' is not supported: change the model's folder and load again"
-            ),
-        ));
-    }
+    inferd_core::repository::check_load_parameters(req.parameters.keys())?;
     state.manager.load(&model, None).await?;
     Ok(Json(json!({ "name": model, "load": true })))
 }
