@@ -13,10 +13,17 @@ INFERD_URL, for example:
 
 Tests that unload a model load it again before they finish, so the server is
 left as it was found.
+
+Under CI (`CI` set and not empty) a skipped test fails the run: scripts/test has
+set up every client, weight and server a test needs, so a skip there could only
+hide a broken setup. Run pytest with `-rs` to see each skip's reason.
 """
 
 import json
 import os
+import socket
+import subprocess
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -30,6 +37,131 @@ IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 IRIS_LABELS = [0, 2]
 
 MODELS = ["add_sub", "digits", "identity", "iris"]
+
+
+def in_ci():
+    return bool(os.environ.get("CI"))
+
+
+# --- under CI, a skip fails the run ---------------------------------------------------
+
+_skipped = []
+
+
+def _note_skip(report):
+    if report.skipped and not hasattr(report, "wasxfail"):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        _skipped.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_runtest_logreport(report):
+    _note_skip(report)
+
+
+def pytest_collectreport(report):
+    _note_skip(report)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if in_ci() and _skipped and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if in_ci() and _skipped:
+        terminalreporter.section("skipped under CI: the run fails", red=True)
+        for line in _skipped:
+            terminalreporter.line(line, red=True)
+
+
+# --- servers of a suite's own (INFERD_BIN) ---------------------------------------------
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_inferd(tmp_path_factory, tag, models, args=(), timeout=60):
+    """Starts `INFERD_BIN serve` on a repository of `models` ({name: model.toml
+    text}, one empty version each) and a data dir of its own; yields its URL once
+    it answers, stops it afterwards. For a generator fixture: `yield from`."""
+    binary = os.environ.get("INFERD_BIN")
+    if not binary:
+        pytest.skip(f"INFERD_BIN is not set: point it at a built `inferd` to run the {tag} tests")
+    root = tmp_path_factory.mktemp(f"{tag}-models")
+    data = tmp_path_factory.mktemp(f"{tag}-data")
+    for name, text in models.items():
+        (root / name / "1").mkdir(parents=True)
+        (root / name / "model.toml").write_text(text)
+    port = free_port()
+    log_path = data / "inferd.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [binary, "serve", "--models", str(root), "--port", str(port), "--grpc-port", "0",
+             "--data-dir", str(data), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "INFERD_LOG": "info"},
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"the {tag} inferd exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+                try:
+                    if requests.get(f"{url}/v2/health/live", timeout=2).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"the {tag} inferd did not come up in {timeout} s:\n{log_path.read_text()[-3000:]}")
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+# Builtin identity models that are slow on purpose (see crates/backend-builtin).
+SLOW_RUN_MS = 1500
+SLOW_LOAD_MS = 3000
+JOB_WORKERS = 2
+_IDENTITY = """backend = "builtin"
+kind = "identity"
+max_batch_size = 0
+[[input]]
+name = "INPUT0"
+datatype = "ANY"
+[[output]]
+name = "OUTPUT0"
+datatype = "ANY"
+"""
+
+
+@pytest.fixture(scope="session")
+def slow_url(tmp_path_factory):
+    """A second inferd whose repository holds `identity`, `slow` (each run takes
+    SLOW_RUN_MS) and `slow_loading` (each load takes SLOW_LOAD_MS), with
+    JOB_WORKERS async-job workers: where a test must find a job still queued or
+    a deployment still loading, without racing the server."""
+    yield from start_inferd(
+        tmp_path_factory,
+        "slow",
+        {
+            "identity": _IDENTITY,
+            "slow": f'{_IDENTITY}[parameters]\ndelay_ms = "{SLOW_RUN_MS}"\n',
+            "slow_loading": f'{_IDENTITY}[parameters]\nload_delay_ms = "{SLOW_LOAD_MS}"\n',
+        },
+        ["--job-workers", str(JOB_WORKERS)],
+    )
 
 
 @pytest.fixture(scope="session")

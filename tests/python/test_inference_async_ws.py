@@ -8,23 +8,25 @@ import time
 import pytest
 from websockets.sync.client import connect
 
-from conftest import IRIS_LABELS, IRIS_ROWS
+from conftest import IRIS_LABELS, IRIS_ROWS, JOB_WORKERS
+
+FINISHED = ("succeeded", "failed", "cancelled")
 
 
 def iris_request(rows=IRIS_ROWS):
     return {"task": "tensors", "engine": "onnx", "model_name": "iris", "data": rows}
 
 
-def wait_for(http, base_url, job_id, timeout=30):
+def wait_for(http, base_url, job_id, timeout=30, statuses=FINISHED):
     deadline = time.time() + timeout
     while time.time() < deadline:
         resp = http.get(f"{base_url}/inference/async/{job_id}", timeout=10)
         assert resp.status_code == 200, resp.text
         job = resp.json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
+        if job["status"] in statuses:
             return job
         time.sleep(0.05)
-    pytest.fail(f"job {job_id} did not finish in {timeout}s")
+    pytest.fail(f"job {job_id} did not reach {statuses} in {timeout}s")
 
 
 def test_an_async_job_is_accepted_then_succeeds_with_the_result(http, base_url):
@@ -74,21 +76,33 @@ def test_unknown_job_and_cancelling_a_finished_job(http, base_url):
     assert "already succeeded" in resp.json()["error"]["message"]
 
 
-def test_a_cancelled_job_never_reports_a_result(http, base_url):
-    ids = [
-        http.post(f"{base_url}/inference/async", json=iris_request(), timeout=10).json()["job_id"]
-        for _ in range(200)
-    ]
-    last = ids[-1]
-    resp = http.delete(f"{base_url}/inference/async/{last}", timeout=10)
-    if resp.status_code == 409:
-        pytest.skip("the queue drained before the cancel arrived")
+def test_a_cancelled_job_never_reports_a_result(http, slow_url):
+    """On the slow server, every job worker is held by a `slow` job (each run
+    takes conftest's SLOW_RUN_MS, one at a time) before the job to cancel is
+    submitted, so the cancel finds it still queued; the jobs around it finish."""
+
+    def submit(model):
+        body = {"task": "tensors", "engine": "builtin", "model_name": model,
+                "data": {"inputs": [{"name": "INPUT0", "shape": [1], "datatype": "BYTES", "data": [model]}]}}
+        resp = http.post(f"{slow_url}/inference/async", json=body, timeout=10)
+        assert resp.status_code == 202, resp.text
+        return resp.json()["job_id"]
+
+    blockers = [submit("slow") for _ in range(JOB_WORKERS)]
+    for job_id in blockers:
+        assert wait_for(http, slow_url, job_id, statuses=("running",))["status"] == "running"
+    cancelled = submit("slow")
+    resp = http.delete(f"{slow_url}/inference/async/{cancelled}", timeout=10)
     assert resp.status_code == 200, resp.text
     assert resp.json()["status"] == "cancelled"
-    job = wait_for(http, base_url, last)
-    assert job["status"] == "cancelled" and job["result"] is None
-    for job_id in ids[:-1]:
-        assert wait_for(http, base_url, job_id)["status"] == "succeeded"
+    after = [submit("identity") for _ in range(3)]
+    for job_id in blockers + after:
+        job = wait_for(http, slow_url, job_id)
+        assert job["status"] == "succeeded", job
+    # The workers have taken every job up to the last ones and skipped this one.
+    job = wait_for(http, slow_url, cancelled)
+    assert job["status"] == "cancelled" and job["result"] is None and job["error"] is None, job
+    assert job["started_at"] is None, job
 
 
 def ws_url(base_url):

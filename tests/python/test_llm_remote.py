@@ -17,9 +17,6 @@ Greedy text through a remote backend must be exactly the text the first server
 gives directly.
 """
 
-import os
-import socket
-import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,17 +24,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from conftest import LLM, LLM_GGUF, sse_data
+from conftest import LLM, LLM_GGUF, free_port, sse_data, start_inferd
 
 PROMPT = "The history of the Roman Empire begins"
 REMOTES = ["remote_tgi", "remote_openai"]
 ALL_MODELS = {"busy", "remote_500", "remote_down", "remote_openai", "remote_tgi", "slow"}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Always500(BaseHTTPRequestHandler):
@@ -80,71 +71,23 @@ def failing_server():
     server.server_close()
 
 
-def write_model(root, name, text):
-    (root / name / "1").mkdir(parents=True)
-    (root / name / "model.toml").write_text(text)
-
-
 @pytest.fixture(scope="module")
 def second(llm, base_url, failing_server, tmp_path_factory):
     """The URL of a second inferd serving the remote models; stopped at the end."""
-    binary = os.environ.get("INFERD_BIN")
-    if not binary:
-        pytest.skip("INFERD_BIN is not set: point it at a built `inferd` to run the remote-backend tests")
-    root = tmp_path_factory.mktemp("remote-models")
-    data = tmp_path_factory.mktemp("remote-data")
     gguf = str(LLM_GGUF.resolve())
-    write_model(root, "remote_tgi", f'backend = "tgi"\n[parameters]\nendpoint = "{base_url}"\n')
-    write_model(
-        root,
-        "remote_openai",
-        f'backend = "openai"\n[parameters]\nendpoint = "{base_url}/v1"\nmodel = "{LLM}"\n',
+    yield from start_inferd(
+        tmp_path_factory,
+        "remote-backend",
+        {
+            "remote_tgi": f'backend = "tgi"\n[parameters]\nendpoint = "{base_url}"\n',
+            "remote_openai": f'backend = "openai"\n[parameters]\nendpoint = "{base_url}/v1"\nmodel = "{LLM}"\n',
+            "remote_down": f'backend = "tgi"\n[parameters]\nendpoint = "http://127.0.0.1:{free_port()}"\n',
+            "remote_500": f'backend = "tgi"\n[parameters]\nendpoint = "{failing_server}"\n',
+            "slow": f'backend = "llama.cpp"\n[parameters]\nfile = "{gguf}"\ntimeout_ms = "200"\n',
+            "busy": f'backend = "llama.cpp"\n[parameters]\nfile = "{gguf}"\nslots = "1"\nmax_waiting = "1"\n'
+            'max_input_tokens = "512"\nmax_total_tokens = "1024"\n',
+        },
     )
-    write_model(
-        root, "remote_down", f'backend = "tgi"\n[parameters]\nendpoint = "http://127.0.0.1:{free_port()}"\n'
-    )
-    write_model(root, "remote_500", f'backend = "tgi"\n[parameters]\nendpoint = "{failing_server}"\n')
-    write_model(
-        root, "slow", f'backend = "llama.cpp"\n[parameters]\nfile = "{gguf}"\ntimeout_ms = "200"\n'
-    )
-    write_model(
-        root,
-        "busy",
-        f'backend = "llama.cpp"\n[parameters]\nfile = "{gguf}"\nslots = "1"\nmax_waiting = "1"\n'
-        'max_input_tokens = "512"\nmax_total_tokens = "1024"\n',
-    )
-    port = free_port()
-    log_path = data / "inferd.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [binary, "serve", "--models", str(root), "--port", str(port), "--data-dir", str(data)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "INFERD_LOG": "info"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the second inferd exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{url}/v2/health/live", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the second inferd did not come up in 60 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def ensure_ready(url, model, timeout=60):

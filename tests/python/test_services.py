@@ -8,6 +8,8 @@ unique name, every service a test creates is deleted by the `services` fixture
 when the test ends (the server is left as found), and counts are taken in a
 random workspace of the test's own. Status changes happen in the background:
 `wait_for` polls the detail route until the wanted status (30 s deadline).
+The one test that must find a deployment still loading runs on conftest's slow
+server, whose `slow_loading` model takes seconds to load.
 """
 
 import random
@@ -20,7 +22,6 @@ from datetime import datetime
 import pytest
 import requests
 
-from conftest import LLM, LLM_GGUF
 from test_inference import _digits, digit_png_b64, first_index_of
 
 PATH = "/api/v1/inference/services"
@@ -63,44 +64,47 @@ def is_rfc3339_z(ts):
     return ts.endswith("Z") and datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ") is not None
 
 
+class Api:
+    def __init__(self, base_url, http):
+        self.url = f"{base_url}{PATH}"
+        self.http = http
+
+    def get(self, sid):
+        return self.http.get(f"{self.url}/{sid}", timeout=10)
+
+    def record(self, sid):
+        return ok(self.get(sid))
+
+    def list(self, **params):
+        return self.http.get(self.url, params=params, timeout=10)
+
+    def predict(self, sid, body=None, **kw):
+        if body is not None:
+            kw["json"] = body
+        return self.http.post(f"{self.url}/{sid}/predict", timeout=30, **kw)
+
+    def stop(self, sid):
+        return self.http.post(f"{self.url}/{sid}/stop", timeout=10)
+
+    def start(self, sid):
+        return self.http.post(f"{self.url}/{sid}/start", timeout=10)
+
+    def delete(self, sid):
+        return self.http.delete(f"{self.url}/{sid}", timeout=10)
+
+    def wait_for(self, sid, *wanted):
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            rec = self.record(sid)
+            if rec["status"] in wanted:
+                return rec
+            assert time.monotonic() < deadline, f"{sid} still {rec['status']}, wanted {wanted}: {rec}"
+            time.sleep(0.05)
+
+
 @pytest.fixture
 def api(base_url, http):
-    class Api:
-        url = f"{base_url}{PATH}"
-
-        def get(self, sid):
-            return http.get(f"{self.url}/{sid}", timeout=10)
-
-        def record(self, sid):
-            return ok(self.get(sid))
-
-        def list(self, **params):
-            return http.get(self.url, params=params, timeout=10)
-
-        def predict(self, sid, body=None, **kw):
-            if body is not None:
-                kw["json"] = body
-            return http.post(f"{self.url}/{sid}/predict", timeout=30, **kw)
-
-        def stop(self, sid):
-            return http.post(f"{self.url}/{sid}/stop", timeout=10)
-
-        def start(self, sid):
-            return http.post(f"{self.url}/{sid}/start", timeout=10)
-
-        def delete(self, sid):
-            return http.delete(f"{self.url}/{sid}", timeout=10)
-
-        def wait_for(self, sid, *wanted):
-            deadline = time.monotonic() + DEADLINE_S
-            while True:
-                rec = self.record(sid)
-                if rec["status"] in wanted:
-                    return rec
-                assert time.monotonic() < deadline, f"{sid} still {rec['status']}, wanted {wanted}: {rec}"
-                time.sleep(0.05)
-
-    return Api()
+    return Api(base_url, http)
 
 
 @pytest.fixture
@@ -108,6 +112,11 @@ def services(base_url, http, request):
     """`create(**fields)` posts a service (digits, 16 MiB, unique name unless
     given) and returns the response; every service created is deleted when the
     test ends. `create.made` lists their ids."""
+    return service_maker(base_url, http, request)
+
+
+def service_maker(base_url, http, request):
+    """The `services` fixture's `create`, on the server at `base_url`."""
     made = []
     lock = threading.Lock()
 
@@ -234,13 +243,29 @@ def test_pagination_arithmetic(api, services, count):
         assert whole["pagination"]["total_pages"] == 1
 
 
-def test_services_deploy_beyond_the_model_cache_limit(api, services, base_url, http):
-    """The seed-004 cache (`PUT /inference/cache/config max_cache_size`, which
-    test_inference.py leaves at 20) must not stop the (N+1)th service from
-    deploying, nor be filled by services it does not list."""
-    limit = http.get(f"{base_url}/inference/cache/stats", timeout=10).json()["stats"]["max_cache_size"]
-    if limit is None or limit > 60:
-        pytest.skip(f"the model cache is not limited to a few models (max_cache_size {limit})")
+@pytest.fixture
+def cache_limit(base_url, http):
+    """`set(n)` sets seed 004's model cache limit (`PUT /inference/cache/config
+    max_cache_size`); the limit found before is put back when the test ends. A
+    server that started unlimited (null) gets 20, the largest the API takes: it
+    cannot set "unlimited" again."""
+    stats = f"{base_url}/inference/cache/stats"
+    before = http.get(stats, timeout=10).json()["stats"]["max_cache_size"]
+
+    def put(n):
+        r = http.put(f"{base_url}/inference/cache/config", params={"max_cache_size": n}, timeout=60)
+        assert r.status_code == 200, r.text
+        assert http.get(stats, timeout=10).json()["stats"]["max_cache_size"] == n
+
+    yield put
+    put(20 if before is None else before)
+
+
+def test_services_deploy_beyond_the_model_cache_limit(api, services, base_url, http, cache_limit):
+    """The seed-004 cache must not stop the (N+1)th service from deploying, nor
+    be filled by services it does not list."""
+    limit = 20  # at least the default repository's models: setting it evicts none of them
+    cache_limit(limit)
     ws = workspace()
     made = [created_id(services(workspace_id=ws)) for _ in range(limit + 1)]
     failed = [rec for rec in (api.wait_for(sid, "running", "failed") for sid in made)
@@ -333,16 +358,15 @@ def test_tensor_predict(api, services, digits_service):
     error(api.predict(iris, {"inputs": {"image": digit_png_b64(0)}}), 400, "image")
 
 
-def test_predict_while_creating_is_409(api, services):
-    if not LLM_GGUF.is_file():
-        pytest.skip(f"{LLM} weights are missing; run scripts/fetch-models")
-    # The LLM takes long enough to load that a predict sent at once finds it creating.
-    sid = created_id(services(model_id=LLM, memory=...))
-    r = api.predict(sid, {"inputs": {"text_input": "hi"}})
-    if r.status_code == 200:
-        pytest.skip("the deployment finished before the predict arrived")
-    error(r, 409, "being created")
+def test_predict_while_creating_is_409(slow_url, http, request):
+    """On the slow server, `slow_loading` takes conftest's SLOW_LOAD_MS to load,
+    so a predict sent as soon as the create is answered finds it creating."""
+    api = Api(slow_url, http)
+    sid = created_id(service_maker(slow_url, http, request)(model_id="slow_loading", memory=...))
+    tensor = {"inputs": {"INPUT0": ["hi"]}}
+    error(api.predict(sid, tensor), 409, "being created")
     api.wait_for(sid, "running")
+    ok(api.predict(sid, tensor))
 
 
 # --- stop / start / delete ----------------------------------------------------

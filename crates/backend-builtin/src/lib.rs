@@ -3,7 +3,11 @@
 //! example: OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1, INT32 [16]).
 //! `model.toml` picks one with `kind = "..."`. `[parameters] delay_ms = N` makes
 //! either one sleep N ms per batch: a stand-in for a slow model in tests of
-//! queues, deadlines and unloading under load.
+//! queues, deadlines and unloading under load; `load_delay_ms = N` makes loading
+//! take N ms, so a test can find a model or deployment still loading. `fault`
+//! misbehaves on request (see `fault.rs`).
+
+mod fault;
 
 use std::time::Duration;
 
@@ -28,12 +32,8 @@ impl Backend for BuiltinBackend {
             .map(String::as_str)
             .unwrap_or(spec.name);
         let (inputs, outputs) = (spec.config.inputs.clone(), spec.config.outputs.clone());
-        let delay = match spec.config.parameters.get("delay_ms") {
-            None => Duration::ZERO,
-            Some(ms) => Duration::from_millis(ms.parse().map_err(|_| {
-                BackendError::Load(format!("delay_ms must be a whole number, got '{ms}'"))
-            })?),
-        };
+        let delay = millis(spec, "delay_ms")?;
+        std::thread::sleep(millis(spec, "load_delay_ms")?);
         match kind {
             "identity" => {
                 if inputs.len() != 1 || outputs.len() != 1 {
@@ -65,10 +65,22 @@ impl Backend for BuiltinBackend {
                     delay,
                 }))
             }
+            "fault" => Ok(Box::new(fault::Fault::new(inputs, outputs)?)),
             other => Err(BackendError::Load(format!(
-                "unknown builtin kind '{other}'; expected identity or add_sub"
+                "unknown builtin kind '{other}'; expected identity, add_sub or fault"
             ))),
         }
+    }
+}
+
+/// A `[parameters]` duration in whole milliseconds; zero when absent.
+fn millis(spec: &LoadSpec<'_>, key: &str) -> Result<Duration, BackendError> {
+    match spec.config.parameters.get(key) {
+        None => Ok(Duration::ZERO),
+        Some(ms) => ms
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|_| BackendError::Load(format!("{key} must be a whole number, got '{ms}'"))),
     }
 }
 
@@ -184,6 +196,18 @@ mod tests {
         let out = m.run(vec![t.clone()]).unwrap();
         assert_eq!(out[0].data(), t.data());
         assert_eq!(out[0].name, "OUTPUT0");
+    }
+
+    #[test]
+    fn load_delay_ms_slows_loading() {
+        let toml = include_str!("../../../models/identity/model.toml");
+        let started = std::time::Instant::now();
+        load(&format!("{toml}\n[parameters]\nload_delay_ms = \"50\"\n")).unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        let err = load(&format!("{toml}\n[parameters]\nload_delay_ms = \"soon\"\n"))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("load_delay_ms must be"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! independent numpy implementation (scripts/make_embedding_reference.py), batch
 //! invariance, truncation, and the errors a client or an operator sees. Tests that
 //! need the weights skip with a printed reason when scripts/fetch-models has not
-//! run; CI runs it first.
+//! run, and fail under CI (which runs it first).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -10,6 +10,9 @@ use std::sync::OnceLock;
 use inferd_backend_embed::EmbedBackend;
 use inferd_core::{Backend, BackendError, LoadSpec, LoadedModel, ModelConfig, Tensor, TensorData};
 use serde::Deserialize;
+
+#[path = "../../../tests/prerequisite.rs"]
+mod prerequisite;
 
 fn model_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/minilm")
@@ -36,7 +39,7 @@ fn load_from(
 fn fetched() -> bool {
     let here = model_dir().join("1/model.safetensors").is_file();
     if !here {
-        eprintln!("SKIPPED: run scripts/fetch-models");
+        prerequisite::missing("the MiniLM weights are missing; run scripts/fetch-models");
     }
     here
 }

@@ -116,7 +116,30 @@ pub(crate) fn run(
             }
             return;
         }
-        let ends = step(shared, &mut ctx, &mut batch, &mut active);
+        // A panic in a step fails the sequences of that step, not the model:
+        // their KV cells are cleared below and the loop serves the next ones.
+        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            step(shared, &mut ctx, &mut batch, &mut active)
+        }));
+        let ends = stepped.unwrap_or_else(|panic| {
+            let reason = format!(
+                "the decode step panicked: {}",
+                inferd_core::scheduler::panic_message(&*panic)
+            );
+            tracing::error!("{reason}");
+            batch.clear();
+            active
+                .iter()
+                .enumerate()
+                .map(|(i, seq)| {
+                    let e = CoreError::Backend {
+                        model: seq.req.model.clone(),
+                        reason: reason.clone(),
+                    };
+                    (i, End::Failed(e))
+                })
+                .collect()
+        });
         // Leave in reverse so the indices stay valid.
         for (i, end) in ends.into_iter().rev() {
             let seq = active.swap_remove(i);

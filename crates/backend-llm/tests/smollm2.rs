@@ -8,6 +8,9 @@ use inferd_backend_llm::LlamaCppBackend;
 use inferd_core::generate::{Event, FinishReason, GenerateRequest, Prompt, Sampling};
 use inferd_core::{Backend, LoadSpec, LoadedModel, ModelConfig};
 
+#[path = "../../../tests/prerequisite.rs"]
+mod prerequisite;
+
 fn load(overrides: &[(&str, &str)]) -> Option<Box<dyn LoadedModel>> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/smollm2");
     let text = std::fs::read_to_string(dir.join("model.toml")).unwrap();
@@ -17,7 +20,7 @@ fn load(overrides: &[(&str, &str)]) -> Option<Box<dyn LoadedModel>> {
     }
     let version_dir = dir.join("1");
     if !version_dir.join("SmolLM2-135M-Instruct.Q4_1.gguf").exists() {
-        eprintln!("SKIPPED: run scripts/fetch-models for the SmolLM2 weights");
+        prerequisite::missing("the SmolLM2 weights are missing; run scripts/fetch-models");
         return None;
     }
     let spec = LoadSpec {

@@ -48,6 +48,8 @@ fn decode(index: usize, bytes: &[u8]) -> CoreResult<DynamicImage> {
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
+    // The largest buffer a MAX_SIDE image of 8-bit RGBA needs.
+    limits.max_alloc = Some(u64::from(MAX_SIDE) * u64::from(MAX_SIDE) * 4);
     reader.limits(limits);
     reader
         .decode()
@@ -57,12 +59,10 @@ fn decode(index: usize, bytes: &[u8]) -> CoreResult<DynamicImage> {
 /// Decodes and preprocesses images into one input tensor `[N, ...]`.
 pub fn images_to_tensor(spec: &ImageSpec, input: &str, images: &[Vec<u8>]) -> CoreResult<Tensor> {
     let (w, h) = (spec.width, spec.height);
-    let channels = match spec.channels {
-        Channels::Gray => 1,
-        Channels::Rgb => 3,
-    };
-    let per_image = (w * h) as usize * channels;
-    let mut data = Vec::with_capacity(per_image * images.len());
+    let channels = spec.channels.count();
+    let per_image = spec.elements_per_image();
+    // Grown image by image: sized from what was decoded, never from the count.
+    let mut data = Vec::new();
     for (index, bytes) in images.iter().enumerate() {
         let img = decode(index, bytes)?.resize_exact(w, h, FilterType::Triangle);
         let pixels: Vec<u8> = match spec.channels {

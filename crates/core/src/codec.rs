@@ -7,6 +7,7 @@ use half::{bf16, f16};
 use serde_json::Value;
 
 use crate::error::{CoreError, CoreResult};
+pub use crate::flat::FlatData;
 use crate::tensor::{checked_shape, element_count, DataType, Tensor, TensorData};
 
 /// Triton's tensor parameters this server does not implement (shared memory,
@@ -51,24 +52,38 @@ pub fn tensor_from_json(
     data: &Value,
     max_elements: usize,
 ) -> CoreResult<Tensor> {
+    tensor_from_flat(
+        name,
+        datatype,
+        shape,
+        &FlatData::from_value(data),
+        max_elements,
+    )
+}
+
+/// Builds a tensor from leaves parsed straight from the body. Nothing is sized
+/// from `shape` before the leaves are counted: a shape claiming a billion
+/// elements over four numbers costs four numbers.
+pub fn tensor_from_flat(
+    name: &str,
+    datatype: DataType,
+    shape: &[i64],
+    data: &FlatData,
+    max_elements: usize,
+) -> CoreResult<Tensor> {
     let (dims, expected) = bounded_shape(name, shape, max_elements)?;
-    let mut leaves = Vec::with_capacity(expected);
-    match data {
-        Value::Array(_) => flatten(data, &mut leaves, max_elements, name)?,
-        // A scalar tensor may be written as a bare value.
-        other if dims.is_empty() => leaves.push(other),
-        _ => return Err(CoreError::BadData { name: name.into() }),
+    if !data.is_array() && !dims.is_empty() {
+        return Err(CoreError::BadData { name: name.into() });
     }
-    if leaves.len() != expected {
+    if data.len() != expected {
         return Err(CoreError::ShapeMismatch {
             name: name.to_string(),
             shape: shape.to_vec(),
             expected,
-            got: leaves.len(),
+            got: data.len(),
         });
     }
-    let data = values_to_data(name, datatype, &leaves)?;
-    Tensor::new(name, dims, data)
+    Tensor::new(name, dims, data.to_data(name, datatype)?)
 }
 
 /// Builds a tensor from rows (V1 `instances`, TF Serving's row form): the shape is
@@ -110,112 +125,41 @@ pub fn nested_shape(v: &Value) -> Option<Vec<usize>> {
     }
 }
 
-fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>, max: usize, name: &str) -> CoreResult<()> {
-    match v {
-        Value::Array(items) => {
-            for item in items {
-                flatten(item, out, max, name)?;
-            }
-            Ok(())
-        }
-        leaf => {
-            if out.len() >= max {
-                return Err(CoreError::TooManyElements {
-                    name: name.to_string(),
-                    elements: out.len() + 1,
-                    max,
-                });
-            }
-            out.push(leaf);
-            Ok(())
-        }
-    }
-}
+/// A tensor's elements written as a flat JSON array without building a tree
+/// first (an answer of millions of numbers would cost 32 bytes a number as
+/// `Value`s). Same text as `tensor_to_json`.
+pub struct JsonData<'a>(pub &'a TensorData);
 
-fn values_to_data(name: &str, datatype: DataType, leaves: &[&Value]) -> CoreResult<TensorData> {
-    let bad = |index: usize, reason: &str| CoreError::BadElement {
-        name: name.to_string(),
-        index,
-        datatype,
-        reason: reason.to_string(),
-    };
-    macro_rules! ints {
-        ($var:ident, $t:ty) => {
-            TensorData::$var(
-                leaves
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| {
-                        let n = if let Some(n) = v.as_i64() {
-                            <$t>::try_from(n).ok()
-                        } else if let Some(n) = v.as_u64() {
-                            <$t>::try_from(n).ok()
-                        } else {
-                            return Err(bad(i, &format!("expected an integer, got {v}")));
-                        };
-                        n.ok_or_else(|| bad(i, &format!("{v} is out of range")))
-                    })
-                    .collect::<CoreResult<_>>()?,
-            )
-        };
+impl serde::Serialize for JsonData<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        fn all<S: serde::Serializer, T: serde::Serialize>(
+            s: S,
+            items: impl ExactSizeIterator<Item = T>,
+        ) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeSeq;
+            let mut seq = s.serialize_seq(Some(items.len()))?;
+            for item in items {
+                seq.serialize_element(&item)?;
+            }
+            seq.end()
+        }
+        match self.0 {
+            TensorData::Bool(v) => all(s, v.iter()),
+            TensorData::U8(v) => all(s, v.iter()),
+            TensorData::U16(v) => all(s, v.iter()),
+            TensorData::U32(v) => all(s, v.iter()),
+            TensorData::U64(v) => all(s, v.iter()),
+            TensorData::I8(v) => all(s, v.iter()),
+            TensorData::I16(v) => all(s, v.iter()),
+            TensorData::I32(v) => all(s, v.iter()),
+            TensorData::I64(v) => all(s, v.iter()),
+            TensorData::F16(v) => all(s, v.iter().map(|x| x.to_f32())),
+            TensorData::BF16(v) => all(s, v.iter().map(|x| x.to_f32())),
+            TensorData::F32(v) => all(s, v.iter()),
+            TensorData::F64(v) => all(s, v.iter()),
+            TensorData::Bytes(v) => all(s, v.iter().map(|x| String::from_utf8_lossy(x))),
+        }
     }
-    // A finite JSON number that overflows the narrower type is refused rather
-    // than silently turned into infinity.
-    macro_rules! floats {
-        ($var:ident, $conv:expr, $finite:expr) => {
-            TensorData::$var(
-                leaves
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| {
-                        let f = v
-                            .as_f64()
-                            .ok_or_else(|| bad(i, &format!("expected a number, got {v}")))?;
-                        let x = $conv(f);
-                        if !$finite(x) {
-                            return Err(bad(i, &format!("{v} is out of range")));
-                        }
-                        Ok(x)
-                    })
-                    .collect::<CoreResult<_>>()?,
-            )
-        };
-    }
-    Ok(match datatype {
-        DataType::Bool => TensorData::Bool(
-            leaves
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    v.as_bool()
-                        .ok_or_else(|| bad(i, &format!("expected true or false, got {v}")))
-                })
-                .collect::<CoreResult<_>>()?,
-        ),
-        DataType::U8 => ints!(U8, u8),
-        DataType::U16 => ints!(U16, u16),
-        DataType::U32 => ints!(U32, u32),
-        DataType::U64 => ints!(U64, u64),
-        DataType::I8 => ints!(I8, i8),
-        DataType::I16 => ints!(I16, i16),
-        DataType::I32 => ints!(I32, i32),
-        DataType::I64 => ints!(I64, i64),
-        DataType::F16 => floats!(F16, f16::from_f64, |x: f16| x.is_finite()),
-        DataType::BF16 => floats!(BF16, bf16::from_f64, |x: bf16| x.is_finite()),
-        DataType::F32 => floats!(F32, |f| f as f32, |x: f32| x.is_finite()),
-        DataType::F64 => floats!(F64, |f| f, |x: f64| x.is_finite()),
-        DataType::Bytes => TensorData::Bytes(
-            leaves
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    v.as_str()
-                        .map(|s| s.as_bytes().to_vec())
-                        .ok_or_else(|| bad(i, &format!("expected a string, got {v}")))
-                })
-                .collect::<CoreResult<_>>()?,
-        ),
-    })
 }
 
 /// The elements as a flat JSON array (OIP V2 output `data`). BYTES become strings
@@ -327,7 +271,8 @@ pub fn tensor_from_raw(
             fixed_from_le(datatype, raw)
         }
         None => {
-            let mut items = Vec::with_capacity(count);
+            // Each element needs at least its 4-byte prefix: the claim alone sizes nothing.
+            let mut items = Vec::with_capacity(count.min(raw.len() / 4));
             let mut rest = raw;
             while !rest.is_empty() {
                 let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(|| {
@@ -462,6 +407,11 @@ mod tests {
             assert_eq!(back, t, "{dt}");
             let again = tensor_from_json("x", dt, &[2], &tensor_to_json(&t), 10).unwrap();
             assert_eq!(again, t, "{dt}");
+            assert_eq!(
+                serde_json::to_string(&JsonData(t.data())).unwrap(),
+                tensor_to_json(&t).to_string(),
+                "{dt}"
+            );
         }
     }
 

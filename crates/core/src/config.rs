@@ -98,6 +98,24 @@ fn one() -> f32 {
     1.0
 }
 
+impl ImageSpec {
+    /// Floats one preprocessed image takes in the input tensor.
+    pub fn elements_per_image(&self) -> usize {
+        (self.width as usize)
+            .saturating_mul(self.height as usize)
+            .saturating_mul(self.channels.count())
+    }
+}
+
+impl Channels {
+    pub fn count(self) -> usize {
+        match self {
+            Channels::Gray => 1,
+            Channels::Rgb => 3,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Channels {

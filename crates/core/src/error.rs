@@ -115,6 +115,8 @@ pub enum CoreError {
     },
     #[error("model '{model}' is overloaded: its queue holds {max} requests; retry later")]
     QueueFull { model: String, max: usize },
+    #[error("the server's in-flight memory budget is exhausted: this request needs {needed} bytes, {used} of {limit} are in use by requests in flight; retry later")]
+    Overloaded { needed: u64, used: u64, limit: u64 },
     #[error("model '{model}' cannot be loaded now: the model cache is full ({limits}) and every model in it is busy; retry later or raise the limits")]
     CacheFull { model: String, limits: String },
     #[error("request to model '{model}' passed its deadline of {deadline:?} before it finished")]
@@ -199,7 +201,7 @@ impl CoreError {
             ModelNotFound(_) | VersionNotFound { .. } | WrongEngine { .. } => ErrorKind::NotFound,
             NotLoaded { .. } => ErrorKind::NotReady,
             BadState { .. } => ErrorKind::Conflict,
-            QueueFull { .. } | CacheFull { .. } => ErrorKind::Overloaded,
+            QueueFull { .. } | CacheFull { .. } | Overloaded { .. } => ErrorKind::Overloaded,
             ModelUnavailable { .. } | ShuttingDown | Downstream { .. } => ErrorKind::Unavailable,
             UpstreamStatus { .. } => ErrorKind::Upstream,
             DeadlineExceeded { .. } => ErrorKind::Timeout,

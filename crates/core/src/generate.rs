@@ -265,7 +265,10 @@ pub fn generate_rows(
         max_new_tokens,
         ..Sampling::default()
     };
-    let deadline = Instant::now() + generator.info().deadline_for(max_new_tokens);
+    let deadline = crate::manager::deadline_after(
+        Instant::now(),
+        generator.info().deadline_for(max_new_tokens),
+    );
     let streams = prompts
         .iter()
         .map(|p| {

@@ -3,10 +3,12 @@
 //! batching). It knows nothing of HTTP, RPC or SQL; faces translate into it.
 
 pub mod backend;
+pub mod budget;
 pub mod classify;
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod flat;
 pub mod generate;
 pub mod manager;
 pub mod repository;

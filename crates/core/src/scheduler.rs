@@ -333,9 +333,9 @@ fn run_batch(name: &str, model: &dyn LoadedModel, stats: &VersionStats, mut jobs
             .map(|i| Tensor::concat(&jobs.iter().map(|j| &j.inputs[i]).collect::<Vec<_>>()))
             .collect()
     };
-    let result = model.run(inputs).map_err(|e| CoreError::Backend {
+    let result = run_caught(model, inputs).map_err(|reason| CoreError::Backend {
         model: name.to_string(),
-        reason: e.to_string(),
+        reason,
     });
     stats.record_batch(
         jobs.len() as u64,
@@ -357,6 +357,25 @@ fn run_batch(name: &str, model: &dyn LoadedModel, stats: &VersionStats, mut jobs
         },
         Err(e) => answer_all(jobs, e, name),
     }
+}
+
+/// Runs the model with a panic kept inside this batch: its requests fail and
+/// the worker goes on serving, instead of the thread dying with the model
+/// still reported ready.
+fn run_caught(model: &dyn LoadedModel, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.run(inputs))) {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(panic) => Err(format!("it panicked: {}", panic_message(&*panic))),
+    }
+}
+
+/// The text a panic was raised with, where it has one.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }
 
 fn split_outputs(outputs: Vec<Tensor>, rows: &[usize]) -> CoreResult<Vec<Vec<Tensor>>> {

@@ -6,6 +6,7 @@
 //! (`authorization: Bearer <key>` or `x-api-key: <key>`) and are checked by the
 //! same `Auth` as the HTTP faces.
 
+mod admission;
 mod config;
 mod service;
 mod status;
@@ -18,12 +19,13 @@ pub mod pb {
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
+use inferd_auth::Auth;
 use inferd_core::Manager;
-use inferd_http::Auth;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
+pub use admission::GrpcLimits;
 pub use service::Face;
 
 /// The gRPC service with inferd's limits: messages up to `max_message_bytes`
@@ -44,16 +46,28 @@ pub fn face(manager: Manager, auth: Option<Arc<Auth>>, max_message_bytes: usize)
     }
 }
 
+/// An idle connection is pinged this often, and closed when a ping goes
+/// unanswered for `KEEPALIVE_TIMEOUT`: dead peers do not hold their place.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Calls in flight on one connection; a client wanting more waits for one to end.
+const MAX_CONCURRENT_STREAMS: u32 = 1024;
+
 /// Serves the face on `listener` until `shutdown` resolves, then lets the calls
 /// in flight finish.
 pub async fn serve(
     listener: TcpListener,
     face: Face,
+    limits: GrpcLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .http2_max_header_list_size(limits.max_header_bytes)
         .add_service(service(face))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(admission::admitted(listener, limits), shutdown)
         .await
 }
 

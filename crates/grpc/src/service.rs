@@ -5,9 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use inferd_auth::Auth;
+use inferd_core::budget::DECODE_FACTOR;
 use inferd_core::{ErrorKind, InferRequest, Manager, ModelInfo};
-use inferd_http::Auth;
 use inferd_store::Role;
+use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::http::HeaderMap;
@@ -74,6 +76,11 @@ impl Face {
         if req.model_name.is_empty() {
             return Err(invalid("model_name is required"));
         }
+        let _charge = self
+            .manager
+            .inflight()
+            .try_charge(req.encoded_len() as u64 * DECODE_FACTOR)
+            .map_err(from_core)?;
         let version = parse_version(&req.model_name, &req.model_version)?;
         let timeout = match (timeout_param(&req.parameters)?, deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -134,19 +141,33 @@ fn timeout_param(
 
 /// The call's gRPC deadline (`grpc-timeout`, which tritonclient sets from its
 /// `client_timeout`), so a request the client gave up on is never computed.
-pub(crate) fn grpc_deadline(headers: &HeaderMap) -> Option<Duration> {
-    let text = headers.get("grpc-timeout")?.to_str().ok()?;
-    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.saturating_mul(3600)),
-        "M" => Duration::from_secs(n.saturating_mul(60)),
+/// Read as the gRPC spec writes it: at most 8 digits and one unit letter;
+/// anything else is refused, not guessed at.
+pub(crate) fn grpc_deadline(headers: &HeaderMap) -> Result<Option<Duration>, Status> {
+    let Some(value) = headers.get("grpc-timeout") else {
+        return Ok(None);
+    };
+    let refuse = || {
+        invalid("grpc-timeout must be 1 to 8 digits and a unit (H, M, S, m, u or n), as the gRPC spec writes it")
+    };
+    let text = value.to_str().map_err(|_| refuse())?;
+    let Some(split) = text.len().checked_sub(1).filter(|&n| (1..=8).contains(&n)) else {
+        return Err(refuse());
+    };
+    let (digits, unit) = text.split_at(split);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(refuse());
+    }
+    let n: u64 = digits.parse().map_err(|_| refuse())?;
+    Ok(Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
         "S" => Duration::from_secs(n),
         "m" => Duration::from_millis(n),
         "u" => Duration::from_micros(n),
         "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
+        _ => return Err(refuse()),
+    }))
 }
 
 fn tensor_metadata(s: &inferd_core::TensorSpec) -> TensorMetadata {
@@ -221,7 +242,7 @@ impl GrpcInferenceService for Face {
         request: Request<pb::ModelInferRequest>,
     ) -> Answer<pb::ModelInferResponse> {
         let (headers, req) = self.admit(request, Role::User, "ModelInfer").await?;
-        let deadline = grpc_deadline(&headers);
+        let deadline = grpc_deadline(&headers)?;
         Ok(Response::new(self.infer(req, deadline).await?))
     }
 

@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use inferd_auth::Auth;
 use inferd_backend_builtin::BuiltinBackend;
 use inferd_backend_onnx::OnnxBackend;
 use inferd_core::{Manager, ManagerConfig};
-use inferd_http::Auth;
 use inferd_store::{Role, Store};
 use tonic::{Code, Request};
 
@@ -559,10 +559,31 @@ fn grpc_timeouts_are_read_in_every_unit() {
         crate::service::grpc_deadline(&m)
     };
     use std::time::Duration;
-    assert_eq!(deadline("2S"), Some(Duration::from_secs(2)));
-    assert_eq!(deadline("150m"), Some(Duration::from_millis(150)));
-    assert_eq!(deadline("5u"), Some(Duration::from_micros(5)));
-    assert_eq!(deadline("1H"), Some(Duration::from_secs(3600)));
-    assert_eq!(deadline("x"), None);
-    assert_eq!(deadline("10"), None);
+    let ok = |v: &str| deadline(v).unwrap();
+    assert_eq!(ok("2S"), Some(Duration::from_secs(2)));
+    assert_eq!(ok("150m"), Some(Duration::from_millis(150)));
+    assert_eq!(ok("5u"), Some(Duration::from_micros(5)));
+    assert_eq!(ok("1H"), Some(Duration::from_secs(3600)));
+    assert_eq!(
+        ok("99999999H"),
+        Some(Duration::from_secs(99_999_999 * 3600))
+    );
+    for bad in [
+        "x",
+        "10",
+        "S",
+        "18446744073709551615S",
+        "123456789S",
+        "-1S",
+        "+5S",
+        "1s",
+    ] {
+        let e = deadline(bad).unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{bad}");
+        assert!(
+            e.message().contains("grpc-timeout"),
+            "{bad}: {}",
+            e.message()
+        );
+    }
 }

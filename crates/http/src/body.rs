@@ -2,10 +2,20 @@
 //! syntax and shape errors become a status and a sentence, which each face then
 //! wraps in its own envelope.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
 use bytes::Bytes;
+use hyper::body::Frame;
 use serde::de::DeserializeOwned;
+
+use crate::serve::BodyReadTimeout;
 
 /// Why a body could not be read.
 #[derive(Debug)]
@@ -17,14 +27,86 @@ pub struct BodyError {
 /// The body's bytes, or a 413 naming the limit (or the transport's error).
 pub fn bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, BodyError> {
     body.map_err(|rejection| {
-        let status = rejection.status();
+        if let Some(stalled) = cause::<BodyReadTimeout>(&rejection) {
+            return BodyError {
+                status: StatusCode::REQUEST_TIMEOUT,
+                message: stalled.to_string(),
+            };
+        }
+        let status = match cause::<DeclaredTooLarge>(&rejection) {
+            Some(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            None => rejection.status(),
+        };
+        let text = rejection.body_text();
+        if let Some(at) = text.find(crate::inflight::BUDGET_EXHAUSTED) {
+            return BodyError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: text[at..].to_string(),
+            };
+        }
         let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
             format!("request body is larger than the limit of {limit} bytes")
         } else {
-            format!("cannot read request body: {}", rejection.body_text())
+            format!("cannot read request body: {text}")
         };
         BodyError { status, message }
     })
+}
+
+/// The first error of type `E` in the chain of causes of a failed read.
+fn cause<E: std::error::Error + 'static>(rejection: &BytesRejection) -> Option<&E> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(e) = next {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// Refuses a body whose `Content-Length` is over `limit` before a byte of it is
+/// read: the handler's read fails at once, and each face answers that with its
+/// own 413. The length header goes too, so nothing is reserved or charged for
+/// the claim.
+pub async fn refuse_declared_oversize(
+    State(limit): State<usize>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        req.headers_mut().remove(header::CONTENT_LENGTH);
+        *req.body_mut() = Body::new(DeclaredTooLarge);
+    }
+    next.run(req).await
+}
+
+/// A body declared larger than the limit; reading it fails at once.
+#[derive(Debug)]
+struct DeclaredTooLarge;
+
+impl std::fmt::Display for DeclaredTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the declared Content-Length is over the body limit")
+    }
+}
+
+impl std::error::Error for DeclaredTooLarge {}
+
+impl hyper::body::Body for DeclaredTooLarge {
+    type Data = Bytes;
+    type Error = DeclaredTooLarge;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, DeclaredTooLarge>>> {
+        Poll::Ready(Some(Err(DeclaredTooLarge)))
+    }
 }
 
 /// Parses JSON, reporting the line and column of a syntax error and the field of

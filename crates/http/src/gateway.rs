@@ -10,8 +10,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use bytes::Bytes;
 use inferd_core::generate::{scenario_prompt, GenerateRequest, Sampling};
 use inferd_core::manager::IndexEntry;
@@ -21,19 +20,25 @@ use serde_json::{json, Map, Value};
 use tower_http::cors::CorsLayer;
 
 use crate::body::{self, BodyError};
+use crate::routes::{Access, Face, Routes};
 use crate::AppState;
 
 /// A remote backend that does not answer its probe within this is unhealthy.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Routes {
     // The layer answers preflights only for methods a route has, so each route
-    // takes OPTIONS too (the layer replies before the handler runs).
+    // takes OPTIONS too (the layer replies before the handler runs); browsers
+    // send preflights without credentials, so they are open.
     let preflight = || async { StatusCode::NO_CONTENT };
-    Router::new()
-        .route("/v1/generate", post(generate).options(preflight))
-        .route("/health", get(health).options(preflight))
-        .route("/health/full", get(health_full).options(preflight))
+    Routes::new(Face::Gateway)
+        .post("/v1/generate", Access::User, generate)
+        .options("/v1/generate", Access::Open, preflight)
+        .get("/health", Access::Open, health)
+        .options("/health", Access::Open, preflight)
+        // It loads models and calls remote servers: only for credentials.
+        .get("/health/full", Access::Read, health_full)
+        .options("/health/full", Access::Open, preflight)
         .layer(CorsLayer::permissive())
 }
 
@@ -62,10 +67,10 @@ impl IntoResponse for GatewayError {
 
 impl From<BodyError> for GatewayError {
     fn from(e: BodyError) -> Self {
-        let code = if e.status == StatusCode::PAYLOAD_TOO_LARGE {
-            "PAYLOAD_TOO_LARGE"
-        } else {
-            "INVALID_REQUEST"
+        let code = match e.status {
+            StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+            StatusCode::REQUEST_TIMEOUT => "REQUEST_TIMEOUT",
+            _ => "INVALID_REQUEST",
         };
         GatewayError {
             status: e.status,
@@ -241,6 +246,8 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
 
 /// `GET /health/full`: checks every text model now, loading it if needed and
 /// probing remote servers, all at once; `reasons` says why one is unhealthy.
+/// Once keys exist it needs one (`read`): the auth middleware refuses anyone
+/// else before this runs, so no caller without a key can force loads.
 async fn health_full(State(state): State<AppState>) -> Json<Value> {
     let names = state.manager.text_model_names();
     let index = state.manager.index();

@@ -6,23 +6,24 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use bytes::Bytes;
 use inferd_core::CoreError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::body::{self, BodyError};
+use crate::routes::{Access, Face, Routes};
 use crate::{rows, AppState};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(alive))
-        .route("/v1/models/{model}", post(predict))
-        .route(
+pub fn routes() -> Routes {
+    Routes::new(Face::KserveV1)
+        .get("/", Access::Open, alive)
+        .post("/v1/models/{model}", Access::User, predict)
+        .post(
             "/v1/models/{model}/versions/{version}",
-            post(predict_version),
+            Access::User,
+            predict_version,
         )
 }
 

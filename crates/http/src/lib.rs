@@ -6,11 +6,14 @@
 mod auth;
 mod body;
 mod gateway;
+mod inflight;
 mod kserve_v1;
 mod metrics;
 mod openai;
 mod pinferencia;
+mod routes;
 mod rows;
+mod serve;
 mod services;
 mod stream;
 mod tgi;
@@ -18,22 +21,25 @@ mod unified;
 mod v2;
 mod zstack;
 
-pub use auth::{may_run_open, Auth};
+pub use serve::{serve, ConnectionLimits};
 pub use services::{restore as restore_services, ServiceLimits};
-pub use unified::{start_jobs, JobConfig};
+pub use unified::{start_jobs, JobConfig, WsLimits};
 
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
+use inferd_auth::Auth;
 use inferd_core::Manager;
 use inferd_store::Store;
 use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
+
+use crate::routes::{Access, Face, Routes};
 
 /// Which shape answers the routes that Pinferencia and KServe V1 both claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -66,6 +72,8 @@ pub struct AppState {
     service_turns: Arc<services::Turns>,
     /// How long a ZStack login session lasts.
     pub session_ttl: std::time::Duration,
+    /// Frame and message limits of `/inference/ws`.
+    pub ws: WsLimits,
 }
 
 impl AppState {
@@ -81,6 +89,7 @@ impl AppState {
             services: ServiceLimits::default(),
             service_turns: Arc::default(),
             session_ttl: std::time::Duration::from_secs(7200),
+            ws: WsLimits::for_body_limit(max_body_bytes),
         }
     }
 
@@ -105,11 +114,40 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
 /// Every face on one router.
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
-    Router::new()
-        .route("/v1/models", get(list_models))
-        .route("/v2/models", get(list_models))
-        .route("/v1/models/{model}", get(model_status))
-        .route("/metrics", get(metrics::metrics))
+    let (routes, table) = all_routes().into_parts();
+    let guard = auth::Guard::new(state.auth.clone(), state.compat, table);
+    routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Inside auth: a caller without credentials is refused before it is charged.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            inflight::charge,
+        ))
+        .layer(axum::middleware::from_fn_with_state(guard, auth::check))
+        .layer(DefaultBodyLimit::max(limit))
+        // gzip and deflate bodies, both ways, as Triton's clients send and accept them.
+        // The body limit applies to the decoded body, so a small bomb cannot grow past it.
+        .layer(RequestDecompressionLayer::new())
+        // Before decompression, which drops a compressed body's length header.
+        .layer(axum::middleware::from_fn_with_state(
+            limit,
+            body::refuse_declared_oversize,
+        ))
+        .layer(CompressionLayer::new())
+        // A handler that panics answers 500 and leaves the connection and the
+        // server serving; the panic is logged with its message.
+        .layer(CatchPanicLayer::custom(handler_panicked))
+        .with_state(state)
+}
+
+/// Every face's routes, each with the access it needs and the face that owns it.
+fn all_routes() -> Routes {
+    Routes::new(Face::ByCompat)
+        .get("/v1/models", Access::Read, list_models)
+        .get("/v2/models", Access::Read, list_models)
+        .get("/v1/models/{model}", Access::Read, model_status)
+        .merge(Routes::new(Face::KserveV1).get("/metrics", Access::Open, metrics::metrics))
         .merge(pinferencia::routes())
         .merge(kserve_v1::routes())
         .merge(v2::routes())
@@ -119,18 +157,6 @@ pub fn router(state: AppState) -> Router {
         .merge(tgi::routes())
         .merge(zstack::routes())
         .merge(services::routes())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::check,
-        ))
-        .layer(DefaultBodyLimit::max(limit))
-        // gzip and deflate bodies, both ways, as Triton's clients send and accept them.
-        // The body limit applies to the decoded body, so a small bomb cannot grow past it.
-        .layer(RequestDecompressionLayer::new())
-        .layer(CompressionLayer::new())
-        .with_state(state)
 }
 
 /// Pinferencia answers the model list with an array, KServe and OpenAI clients
@@ -161,6 +187,16 @@ fn zstack_refusal(status: StatusCode, uri: &Uri, details: &str) -> Option<Respon
         }
         .into_response()
     })
+}
+
+fn handler_panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = inferd_core::scheduler::panic_message(&*panic);
+    tracing::error!("a request handler panicked: {message}");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({ "error": "internal error: the request's handler failed; the server goes on serving" })),
+    )
+        .into_response()
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {

@@ -9,54 +9,61 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use bytes::Bytes;
 use inferd_core::{CoreError, ErrorKind, Outcome};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::body::{self, BodyError};
+use crate::routes::{Access, Face, Routes};
 use crate::{rows, AppState};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/healthz", get(healthz))
-        .route("/v2/healthz", get(healthz))
-        .route("/v1/models/{model}/ready", get(ready))
-        .route(
+pub fn routes() -> Routes {
+    Routes::new(Face::Pinferencia)
+        .get("/v1/healthz", Access::Open, healthz)
+        .get("/v2/healthz", Access::Open, healthz)
+        .get("/v1/models/{model}/ready", Access::Open, ready)
+        .get(
             "/v1/models/{model}/versions/{version}/ready",
-            get(ready_version),
+            Access::Open,
+            ready_version,
         )
-        .route("/v1/models/{model}/load", post(load))
-        .route(
+        .post("/v1/models/{model}/load", Access::Admin, load)
+        .post(
             "/v1/models/{model}/versions/{version}/load",
-            post(load_version),
+            Access::Admin,
+            load_version,
         )
-        .route("/v1/models/{model}/unload", post(unload))
-        .route(
+        .post("/v1/models/{model}/unload", Access::Admin, unload)
+        .post(
             "/v1/models/{model}/versions/{version}/unload",
-            post(unload_version),
+            Access::Admin,
+            unload_version,
         )
-        .route("/v2/models/{model}/load", post(load))
-        .route(
+        .post("/v2/models/{model}/load", Access::Admin, load)
+        .post(
             "/v2/models/{model}/versions/{version}/load",
-            post(load_version),
+            Access::Admin,
+            load_version,
         )
-        .route("/v2/models/{model}/unload", post(unload))
-        .route(
+        .post("/v2/models/{model}/unload", Access::Admin, unload)
+        .post(
             "/v2/models/{model}/versions/{version}/unload",
-            post(unload_version),
+            Access::Admin,
+            unload_version,
         )
-        .route("/v1/models/{model}/predict", post(predict))
-        .route(
+        .post("/v1/models/{model}/predict", Access::User, predict)
+        .post(
             "/v1/models/{model}/versions/{version}/predict",
-            post(predict_version),
+            Access::User,
+            predict_version,
         )
-        .route("/v1/models/{model}/infer", post(infer))
-        .route(
+        .post("/v1/models/{model}/infer", Access::User, infer)
+        .post(
             "/v1/models/{model}/versions/{version}/infer",
-            post(infer_version),
+            Access::User,
+            infer_version,
         )
 }
 

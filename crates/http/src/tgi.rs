@@ -8,8 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use bytes::Bytes;
 use inferd_core::generate::{Event, GenerateRequest, Prompt, Sampling, Token, MAX_STOP_SEQUENCES};
 use inferd_core::{Collected, CoreError, ErrorKind, TextModel};
@@ -17,16 +16,17 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::body::{self, BodyError};
+use crate::routes::{Access, Face, Routes};
 use crate::stream::{streaming, Sink};
 use crate::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", post(compat))
-        .route("/generate", post(generate))
-        .route("/generate_stream", post(generate_stream))
-        .route("/info", get(info))
-        .route("/tokenize", post(tokenize))
+pub fn routes() -> Routes {
+    Routes::new(Face::Tgi)
+        .post("/", Access::User, compat)
+        .post("/generate", Access::User, generate)
+        .post("/generate_stream", Access::User, generate_stream)
+        .get("/info", Access::Read, info)
+        .post("/tokenize", Access::User, tokenize)
 }
 
 pub struct TgiError {
@@ -58,10 +58,12 @@ impl IntoResponse for TgiError {
 impl From<BodyError> for TgiError {
     fn from(e: BodyError) -> Self {
         TgiError {
-            status: if e.status == StatusCode::PAYLOAD_TOO_LARGE {
-                e.status
-            } else {
+            // TGI answers malformed requests with 422; a body too large or
+            // too slow keeps its own status.
+            status: if e.status == StatusCode::BAD_REQUEST {
                 StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                e.status
             },
             error: e.message,
             error_type: "validation",

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use inferd_core::manager::Budget;
 use inferd_core::ManagerConfig;
-use inferd_http::{Compat, JobConfig, ServiceLimits};
+use inferd_http::{Compat, ConnectionLimits, JobConfig, ServiceLimits, WsLimits};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -55,6 +55,14 @@ pub struct ServeArgs {
     /// Largest number of elements in one tensor (default 16777216).
     #[arg(long, env = "INFERD_MAX_ELEMENTS")]
     pub max_elements: Option<usize>,
+    /// Bytes of request data in flight at once, decoding included (default a quarter
+    /// of physical memory, at least 256 MiB); past it requests get 503 and Retry-After.
+    #[arg(long, env = "INFERD_MAX_INFLIGHT_BYTES")]
+    pub max_inflight_bytes: Option<u64>,
+    /// Most images, texts or batch items in one request when the model declares no
+    /// max_batch_size (default 256).
+    #[arg(long, env = "INFERD_MAX_BATCH_ITEMS")]
+    pub max_batch_items: Option<usize>,
     /// Deadline of a request that sets none, in milliseconds (default 60000).
     #[arg(long, env = "INFERD_DEFAULT_TIMEOUT_MS")]
     pub default_timeout_ms: Option<u64>,
@@ -87,6 +95,34 @@ pub struct ServeArgs {
     /// (default ./catalog/model-services.json).
     #[arg(long, env = "INFERD_CATALOG")]
     pub catalog: Option<PathBuf>,
+    /// Milliseconds a request head may take, from its first byte (or from the
+    /// connection's start) to its end (default 10000); a slower client is disconnected.
+    #[arg(long, env = "INFERD_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Milliseconds a request body may stall before its next chunk (default 30000);
+    /// a stalled body gets 408.
+    #[arg(long, env = "INFERD_BODY_READ_TIMEOUT_MS")]
+    pub body_read_timeout_ms: Option<u64>,
+    /// Milliseconds an idle keep-alive connection is kept open (default 75000).
+    #[arg(long, env = "INFERD_KEEP_ALIVE_TIMEOUT_MS")]
+    pub keep_alive_timeout_ms: Option<u64>,
+    /// Largest request head (request line and headers) in bytes (default 65536);
+    /// a larger one gets 431. Also the gRPC header list limit.
+    #[arg(long, env = "INFERD_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Most headers in one request (default 128); more get 431.
+    #[arg(long, env = "INFERD_MAX_HEADERS")]
+    pub max_headers: Option<usize>,
+    /// Most connections open at once on each port (default 4096); the next HTTP
+    /// connection gets 503 "too many connections", the next gRPC one is closed.
+    #[arg(long, env = "INFERD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Largest WebSocket message on /inference/ws in bytes (default --max-body-bytes).
+    #[arg(long, env = "INFERD_WS_MAX_MESSAGE_BYTES")]
+    pub ws_max_message_bytes: Option<usize>,
+    /// Largest WebSocket frame on /inference/ws in bytes (default 16777216).
+    #[arg(long, env = "INFERD_WS_MAX_FRAME_BYTES")]
+    pub ws_max_frame_bytes: Option<usize>,
 }
 
 /// The config file's keys: the same names as the flags.
@@ -102,6 +138,8 @@ pub(crate) struct FileConfig {
     max_memory_bytes: Option<u64>,
     max_body_bytes: Option<usize>,
     max_elements: Option<usize>,
+    max_inflight_bytes: Option<u64>,
+    max_batch_items: Option<usize>,
     default_timeout_ms: Option<u64>,
     load_at_startup: Option<bool>,
     pub(crate) data_dir: Option<PathBuf>,
@@ -112,6 +150,14 @@ pub(crate) struct FileConfig {
     session_ttl_s: Option<u64>,
     max_service_replicas: Option<u32>,
     catalog: Option<PathBuf>,
+    header_read_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    keep_alive_timeout_ms: Option<u64>,
+    max_header_bytes: Option<usize>,
+    max_headers: Option<usize>,
+    max_connections: Option<usize>,
+    ws_max_message_bytes: Option<usize>,
+    ws_max_frame_bytes: Option<usize>,
 }
 
 impl FileConfig {
@@ -144,6 +190,8 @@ pub struct Settings {
     pub session_ttl: Duration,
     pub services: ServiceLimits,
     pub catalog: PathBuf,
+    pub connections: ConnectionLimits,
+    pub ws: WsLimits,
 }
 
 impl ServeArgs {
@@ -168,6 +216,17 @@ impl ServeArgs {
         if max_elements == 0 {
             anyhow::bail!("max_elements must be above 0");
         }
+        let max_inflight_bytes = self
+            .max_inflight_bytes
+            .or(file.max_inflight_bytes)
+            .unwrap_or(defaults.max_inflight_bytes);
+        let max_batch_items = self
+            .max_batch_items
+            .or(file.max_batch_items)
+            .unwrap_or(defaults.max_batch_items);
+        if max_inflight_bytes == 0 || max_batch_items == 0 {
+            anyhow::bail!("max_inflight_bytes and max_batch_items must be above 0");
+        }
         let session_ttl_s = self.session_ttl_s.or(file.session_ttl_s).unwrap_or(7200);
         let max_replicas = self
             .max_service_replicas
@@ -177,6 +236,12 @@ impl ServeArgs {
             anyhow::bail!("session_ttl_s and max_service_replicas must be above 0");
         }
         let max_memory_bytes = self.max_memory_bytes.or(file.max_memory_bytes).unwrap_or(0);
+        let max_body_bytes = self
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(inferd_http::DEFAULT_MAX_BODY_BYTES);
+        let connections = connection_limits(&self, &file)?;
+        let ws = ws_limits(&self, &file, max_body_bytes)?;
         Ok(Settings {
             models: self
                 .models
@@ -192,10 +257,7 @@ impl ServeArgs {
                 CompatArg::Kserve => Compat::Kserve,
                 CompatArg::Pinferencia => Compat::Pinferencia,
             },
-            max_body_bytes: self
-                .max_body_bytes
-                .or(file.max_body_bytes)
-                .unwrap_or(inferd_http::DEFAULT_MAX_BODY_BYTES),
+            max_body_bytes,
             load_at_startup: self
                 .load_at_startup
                 .or(file.load_at_startup)
@@ -210,6 +272,8 @@ impl ServeArgs {
                 },
                 max_elements,
                 default_timeout: Duration::from_millis(timeout_ms),
+                max_batch_items,
+                max_inflight_bytes,
             },
             data_dir: self
                 .data_dir
@@ -239,7 +303,84 @@ impl ServeArgs {
                 .catalog
                 .or(file.catalog)
                 .unwrap_or_else(|| PathBuf::from("./catalog/model-services.json")),
+            connections,
+            ws,
         })
+    }
+}
+
+/// What one client may hold of the server.
+fn connection_limits(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<ConnectionLimits> {
+    let d = ConnectionLimits::default();
+    Ok(ConnectionLimits {
+        header_read_timeout: millis(
+            args.header_read_timeout_ms.or(file.header_read_timeout_ms),
+            d.header_read_timeout,
+            "header_read_timeout_ms",
+        )?,
+        body_read_timeout: millis(
+            args.body_read_timeout_ms.or(file.body_read_timeout_ms),
+            d.body_read_timeout,
+            "body_read_timeout_ms",
+        )?,
+        keep_alive_timeout: millis(
+            args.keep_alive_timeout_ms.or(file.keep_alive_timeout_ms),
+            d.keep_alive_timeout,
+            "keep_alive_timeout_ms",
+        )?,
+        max_header_bytes: positive(
+            args.max_header_bytes.or(file.max_header_bytes),
+            d.max_header_bytes,
+            "max_header_bytes",
+        )?,
+        max_headers: positive(
+            args.max_headers.or(file.max_headers),
+            d.max_headers,
+            "max_headers",
+        )?,
+        max_connections: positive(
+            args.max_connections.or(file.max_connections),
+            d.max_connections,
+            "max_connections",
+        )?,
+    })
+}
+
+/// `/inference/ws` limits: messages default to the body limit.
+fn ws_limits(
+    args: &ServeArgs,
+    file: &FileConfig,
+    max_body_bytes: usize,
+) -> anyhow::Result<WsLimits> {
+    let d = WsLimits::for_body_limit(max_body_bytes);
+    Ok(WsLimits {
+        max_message_bytes: positive(
+            args.ws_max_message_bytes.or(file.ws_max_message_bytes),
+            d.max_message_bytes,
+            "ws_max_message_bytes",
+        )?,
+        max_frame_bytes: positive(
+            args.ws_max_frame_bytes.or(file.ws_max_frame_bytes),
+            d.max_frame_bytes,
+            "ws_max_frame_bytes",
+        )?,
+    })
+}
+
+/// A setting in milliseconds (flag or file key, else `default`); 0 is refused.
+fn millis(set: Option<u64>, default: Duration, name: &str) -> anyhow::Result<Duration> {
+    let value = set.map(Duration::from_millis).unwrap_or(default);
+    if value.is_zero() {
+        anyhow::bail!("{name} must be above 0");
+    }
+    Ok(value)
+}
+
+/// A count or size (flag or file key, else `default`); 0 is refused.
+fn positive(set: Option<usize>, default: usize, name: &str) -> anyhow::Result<usize> {
+    match set.unwrap_or(default) {
+        0 => anyhow::bail!("{name} must be above 0"),
+        n => Ok(n),
     }
 }
 
@@ -276,5 +417,43 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(format!("{err:#}").contains("prot"), "{err:#}");
+    }
+
+    #[test]
+    fn transport_limits_layer_like_the_rest_and_refuse_zero() {
+        let file = std::env::temp_dir().join(format!(
+            "inferd-config-transport-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(
+            &file,
+            "header_read_timeout_ms = 500\nmax_connections = 7\nmax_body_bytes = 1000\n",
+        )
+        .unwrap();
+        let s = ServeArgs {
+            config: Some(file.clone()),
+            max_connections: Some(9),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            s.connections.header_read_timeout,
+            Duration::from_millis(500)
+        );
+        assert_eq!(s.connections.max_connections, 9);
+        assert_eq!(s.connections.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(s.connections.max_headers, 128);
+        assert_eq!(s.ws.max_message_bytes, 1000, "defaults to the body limit");
+        assert_eq!(s.ws.max_frame_bytes, 16 << 20);
+        let err = ServeArgs {
+            config: Some(file.clone()),
+            keep_alive_timeout_ms: Some(0),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("keep_alive_timeout_ms"), "{err}");
+        let _ = std::fs::remove_file(file);
     }
 }

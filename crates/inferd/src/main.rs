@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
         },
         Err(e) => tracing::warn!("no model-service catalog to seed from: {e}"),
     }
-    let may_run_open = inferd_http::may_run_open(settings.host, settings.insecure);
+    let may_run_open = inferd_auth::may_run_open(settings.host, settings.insecure);
     let credentials = store.credentials_made()?;
     if credentials == 0 && !may_run_open {
         anyhow::bail!(
@@ -102,12 +102,13 @@ async fn main() -> anyhow::Result<()> {
     if settings.load_at_startup {
         manager.load_all().await;
     }
-    let auth = Arc::new(inferd_http::Auth::new(store.clone(), may_run_open));
+    let auth = Arc::new(inferd_auth::Auth::new(store.clone(), may_run_open));
     let mut state = AppState::new(manager.clone(), settings.compat, settings.max_body_bytes)
         .with_store(store.clone())
         .with_auth(auth.clone());
     state.services = settings.services;
     state.session_ttl = settings.session_ttl;
+    state.ws = settings.ws;
     let state = inferd_http::start_jobs(state, store, settings.jobs).await?;
     match inferd_http::restore_services(&state).await {
         Ok(0) => {}
@@ -138,10 +139,20 @@ async fn main() -> anyhow::Result<()> {
         let _ = rx.wait_for(|&s| s).await;
     };
     let face = inferd_grpc::face(manager.clone(), Some(auth), settings.max_body_bytes);
-    let grpc = inferd_grpc::serve(grpc_listener, face, until_stopped(stopped.clone()));
-    let http = axum::serve(listener, app).with_graceful_shutdown(until_stopped(stopped));
-    let (http, grpc) = tokio::join!(http, grpc);
-    http.context("serving HTTP")?;
+    let limits = settings.connections;
+    let grpc_limits = inferd_grpc::GrpcLimits {
+        max_connections: limits.max_connections,
+        first_bytes_timeout: limits.header_read_timeout,
+        max_header_bytes: u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX),
+    };
+    let grpc = inferd_grpc::serve(
+        grpc_listener,
+        face,
+        grpc_limits,
+        until_stopped(stopped.clone()),
+    );
+    let http = inferd_http::serve(listener, app, limits, until_stopped(stopped));
+    let ((), grpc) = tokio::join!(http, grpc);
     grpc.context("serving gRPC")?;
     tracing::info!("draining model queues");
     tokio::task::spawn_blocking(move || manager.shutdown()).await?;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{http, temp_dir, workspace, Server};
+use common::{http, missing, temp_dir, workspace, Server};
 
 #[test]
 fn python_clients_pass_against_the_default_models() {
@@ -19,7 +19,7 @@ fn python_clients_pass_against_the_default_models() {
         .status()
         .is_ok_and(|s| s.success());
     if !has_clients {
-        eprintln!("SKIPPED: the Python clients are missing; run scripts/test (it installs them into .venv)");
+        missing("the Python clients are missing; run scripts/test (it installs them into .venv)");
         return;
     }
     let server = Server::start(&workspace().join("models"), &[]);
@@ -30,7 +30,9 @@ fn python_clients_pass_against_the_default_models() {
     let ignore = format!("--ignore={KSERVE}");
     for args in [&["tests/python", ignore.as_str()][..], &[KSERVE][..]] {
         let out = Command::new(&python)
-            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+            // `-rs` lists every skip with its reason; under CI, conftest.py fails
+            // a run that skipped anything.
+            .args(["-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider"])
             .args(args)
             .current_dir(workspace())
             .env("INFERD_URL", server.url())
@@ -177,6 +179,16 @@ fn help_explains_every_setting() {
         "--session-ttl-s",
         "--max-service-replicas",
         "--catalog",
+        "--header-read-timeout-ms",
+        "--body-read-timeout-ms",
+        "--keep-alive-timeout-ms",
+        "--max-header-bytes",
+        "--max-headers",
+        "--max-connections",
+        "--ws-max-message-bytes",
+        "--ws-max-frame-bytes",
+        "--max-inflight-bytes",
+        "--max-batch-items",
         "INFERD_MODELS",
     ] {
         assert!(

@@ -34,6 +34,7 @@ pub use text::{Collected, Generation, TextModel};
 use validate::{order_inputs, requested_outputs};
 
 use crate::backend::Backend;
+use crate::budget::InflightBudget;
 use crate::config::{ModelConfig, TensorSpec};
 use crate::error::{CoreError, CoreResult};
 use crate::repository;
@@ -48,6 +49,11 @@ pub struct ManagerConfig {
     pub max_elements: usize,
     /// Deadline of a request that names none.
     pub default_timeout: Duration,
+    /// Most images, texts or items one request's list may hold when the model
+    /// declares no `max_batch_size`.
+    pub max_batch_items: usize,
+    /// Bytes of request data that may be in flight at once (`InflightBudget`).
+    pub max_inflight_bytes: u64,
 }
 
 impl Default for ManagerConfig {
@@ -56,8 +62,19 @@ impl Default for ManagerConfig {
             budget: Budget::default(),
             max_elements: 1 << 24,
             default_timeout: Duration::from_secs(60),
+            max_batch_items: 256,
+            max_inflight_bytes: InflightBudget::default_limit(),
         }
     }
+}
+
+/// The instant `timeout` after `start`; a timeout too far out for the clock
+/// (a client may ask for any number) waits a year instead of panicking.
+pub fn deadline_after(start: Instant, timeout: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    start
+        .checked_add(timeout.min(FAR))
+        .unwrap_or(start + Duration::from_secs(3600))
 }
 
 /// One inference, already decoded by a face.
@@ -117,6 +134,7 @@ struct Inner {
     state: Mutex<ManagerState>,
     changed: Notify,
     config: ManagerConfig,
+    budget: InflightBudget,
     shutting_down: std::sync::atomic::AtomicBool,
 }
 
@@ -136,6 +154,7 @@ impl Manager {
                 state: Mutex::new(state),
                 changed: Notify::new(),
                 config,
+                budget: InflightBudget::new(config.max_inflight_bytes),
                 shutting_down: Default::default(),
             }),
         }
@@ -147,6 +166,20 @@ impl Manager {
 
     pub fn config(&self) -> &ManagerConfig {
         &self.inner.config
+    }
+
+    /// The one in-flight budget every face charges requests to.
+    pub fn inflight(&self) -> &InflightBudget {
+        &self.inner.budget
+    }
+
+    /// The most items (images, texts, batch entries) one request may send to
+    /// `model`: its own batch size when it declares one, else the server's limit.
+    pub fn max_items(&self, model: &ModelInfo) -> usize {
+        match model.config.max_batch_size {
+            0 => self.inner.config.max_batch_items,
+            n => n,
+        }
     }
 
     /// The repository's models (deployments are not among them).
@@ -168,7 +201,7 @@ impl Manager {
             .timeout
             .filter(|t| !t.is_zero())
             .unwrap_or(self.inner.config.default_timeout);
-        let deadline = started + timeout;
+        let deadline = deadline_after(started, timeout);
         let expired = || CoreError::DeadlineExceeded {
             model: req.model.clone(),
             deadline: timeout,

@@ -60,6 +60,27 @@ impl Manager {
         if images.is_empty() {
             return Err(CoreError::BadRequest("no images given".into()));
         }
+        // Counted and sized before a single pixel is decoded: the claim costs
+        // nothing until the images prove to be what they say.
+        let max_items = self.max_items(&info);
+        if images.len() > max_items {
+            return Err(CoreError::BadRequest(format!(
+                "{} images given; model '{model}' takes at most {max_items} in one request",
+                images.len()
+            )));
+        }
+        let elements = spec.elements_per_image().saturating_mul(images.len());
+        let max_elements = self.config().max_elements;
+        if elements > max_elements {
+            return Err(CoreError::TooManyElements {
+                name: input.name.clone(),
+                elements,
+                max: max_elements,
+            });
+        }
+        let _charge = self
+            .inflight()
+            .try_charge((elements * std::mem::size_of::<f32>()) as u64)?;
         let output = spec
             .output
             .clone()
@@ -116,6 +137,14 @@ impl Manager {
         }
         if texts.is_empty() {
             return Err(CoreError::BadRequest("no texts given".into()));
+        }
+        // Texts are sent in chunks, so the model's batch size is no cap here.
+        let max_items = self.config().max_batch_items;
+        if texts.len() > max_items {
+            return Err(CoreError::BadRequest(format!(
+                "{} texts given; at most {max_items} may be embedded in one request",
+                texts.len()
+            )));
         }
         let chunk = info.config.max_batch_size.max(1);
         let mut out = Embeddings {

@@ -47,7 +47,10 @@ impl TextModel {
     pub fn start(&self, req: GenerateRequest) -> CoreResult<Generation> {
         req.sampling.validate()?;
         let started = Instant::now();
-        let deadline = started + self.info().deadline_for(req.sampling.max_new_tokens);
+        let deadline = super::deadline_after(
+            started,
+            self.info().deadline_for(req.sampling.max_new_tokens),
+        );
         let events = self.generator().start(&self.name, req, deadline)?;
         Ok(Generation {
             events,

@@ -10,19 +10,18 @@ mod text;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use inferd_core::{CoreError, ErrorKind};
 use serde_json::json;
 
 use crate::body::BodyError;
-use crate::AppState;
+use crate::routes::{Access, Face, Routes};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/embeddings", post(embeddings::embeddings))
-        .route("/v1/completions", post(text::completions))
-        .route("/v1/chat/completions", post(text::chat))
+pub fn routes() -> Routes {
+    Routes::new(Face::OpenAi)
+        .post("/v1/embeddings", Access::User, embeddings::embeddings)
+        .post("/v1/completions", Access::User, text::completions)
+        .post("/v1/chat/completions", Access::User, text::chat)
 }
 
 pub struct OpenAiError {

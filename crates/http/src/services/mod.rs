@@ -19,8 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use inferd_core::CoreError;
 use inferd_store::{Store, StoreError};
 use serde_json::{json, Value};
@@ -29,6 +28,7 @@ pub use manage::restore;
 pub(crate) use manage::{create_from, full, spawn_deploy};
 
 use crate::body::BodyError;
+use crate::routes::{Access, Face, Routes};
 use crate::AppState;
 
 /// One turn at a time per service: its deploy, its undeploy and the status
@@ -91,21 +91,30 @@ fn memory_total() -> Option<u64> {
     Some(kib * 1024)
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v1/inference/services",
-            get(manage::list).post(manage::create),
-        )
-        .route(
+pub fn routes() -> Routes {
+    Routes::new(Face::Services)
+        .get("/api/v1/inference/services", Access::Read, manage::list)
+        .post("/api/v1/inference/services", Access::Admin, manage::create)
+        .get("/api/v1/inference/services/{id}", Access::Read, manage::get)
+        .delete(
             "/api/v1/inference/services/{id}",
-            get(manage::get).delete(manage::delete),
+            Access::Admin,
+            manage::delete,
         )
-        .route("/api/v1/inference/services/{id}/stop", post(manage::stop))
-        .route("/api/v1/inference/services/{id}/start", post(manage::start))
-        .route(
+        .post(
+            "/api/v1/inference/services/{id}/stop",
+            Access::Admin,
+            manage::stop,
+        )
+        .post(
+            "/api/v1/inference/services/{id}/start",
+            Access::Admin,
+            manage::start,
+        )
+        .post(
             "/api/v1/inference/services/{id}/predict",
-            post(predict::predict),
+            Access::User,
+            predict::predict,
         )
 }
 

@@ -2,6 +2,7 @@
 
 mod bad_inputs;
 mod flows;
+mod hostile;
 mod metrics;
 mod openai;
 mod scheduling;

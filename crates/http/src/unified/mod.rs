@@ -16,39 +16,49 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use inferd_core::{CoreError, ErrorKind};
 use serde_json::{json, Value};
 
 pub use jobs::{start as start_jobs, JobConfig, JobQueue};
 pub use stats::Recorder;
+pub use ws::WsLimits;
 
 use crate::body::BodyError;
-use crate::AppState;
+use crate::routes::{Access, Face, Routes};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/inference/infer", post(run::infer))
-        .route("/inference/infer_fixed", post(run::infer))
-        .route("/inference/infer_multimodal", post(run::infer_multimodal))
-        .route("/inference/batch", post(run::batch))
-        .route("/inference/async", post(jobs::submit))
-        .route(
-            "/inference/async/{id}",
-            get(jobs::status).delete(jobs::cancel),
+pub fn routes() -> Routes {
+    Routes::new(Face::Unified)
+        .post("/inference/infer", Access::User, run::infer)
+        .post("/inference/infer_fixed", Access::User, run::infer)
+        .post(
+            "/inference/infer_multimodal",
+            Access::User,
+            run::infer_multimodal,
         )
-        .route("/inference/models/preload", post(run::preload))
-        .route("/inference/ws", get(ws::upgrade))
-        .route("/inference/health", get(info::health))
-        .route("/inference/supported-tasks", get(info::supported_tasks))
-        .route("/inference/stats", get(info::stats))
-        .route("/inference/examples", get(info::examples))
-        .route("/inference/clear-cache", post(cache::clear))
-        .route("/inference/cache/stats", get(cache::stats))
-        .route("/inference/cache/models", get(cache::models))
-        .route("/inference/cache/models/{key}", delete(cache::remove))
-        .route("/inference/cache/config", put(cache::config))
+        .post("/inference/batch", Access::User, run::batch)
+        .post("/inference/async", Access::User, jobs::submit)
+        .get("/inference/async/{id}", Access::Read, jobs::status)
+        .delete("/inference/async/{id}", Access::User, jobs::cancel)
+        .post("/inference/models/preload", Access::Admin, run::preload)
+        .get("/inference/ws", Access::User, ws::upgrade)
+        .get("/inference/health", Access::Open, info::health)
+        .get(
+            "/inference/supported-tasks",
+            Access::Read,
+            info::supported_tasks,
+        )
+        .get("/inference/stats", Access::Read, info::stats)
+        .get("/inference/examples", Access::Read, info::examples)
+        .post("/inference/clear-cache", Access::Admin, cache::clear)
+        .get("/inference/cache/stats", Access::Read, cache::stats)
+        .get("/inference/cache/models", Access::Read, cache::models)
+        .delete(
+            "/inference/cache/models/{key}",
+            Access::Admin,
+            cache::remove,
+        )
+        .put("/inference/cache/config", Access::Admin, cache::config)
 }
 
 /// Seconds since the epoch, as the document's `timestamp` fields carry them.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use inferd_core::codec::{tensor_from_json, tensor_to_json};
+use inferd_core::codec::{tensor_from_flat, tensor_to_json, FlatData};
 use inferd_core::generate::TEXT_GENERATION;
 use inferd_core::{
     DataType, InferRequest, ModelInfo, FEATURE_EXTRACTION, IMAGE_CLASSIFICATION, TENSORS,
@@ -150,7 +150,7 @@ struct TensorIn {
     name: String,
     shape: Vec<i64>,
     datatype: String,
-    data: Value,
+    data: FlatData,
 }
 
 /// `tensors`: `{"inputs": [V2 tensors]}` → `{"outputs": [...]}`, or rows
@@ -164,7 +164,8 @@ async fn tensors(
     let max = state.manager.config().max_elements;
     let model = &c.req.model_name;
     if let Some(inputs) = data.get("inputs") {
-        let inputs: Vec<TensorIn> = serde_json::from_value(inputs.clone()).map_err(|e| {
+        // Read from the tree in place: no copy of it, and typed leaves, not Values.
+        let inputs = Vec::<TensorIn>::deserialize(inputs).map_err(|e| {
             UnifiedError::invalid(format!(
                 "data.inputs must be a list of {{name, shape, datatype, data}}: {e}"
             ))
@@ -172,7 +173,7 @@ async fn tensors(
         let tensors = inputs
             .iter()
             .map(|t| {
-                tensor_from_json(
+                tensor_from_flat(
                     &t.name,
                     DataType::parse(&t.datatype)?,
                     &t.shape,

@@ -21,9 +21,27 @@ use super::run::{one_streaming, success};
 use super::{now, UnifiedError};
 use crate::AppState;
 
+/// How much one client may send in one WebSocket frame and one message; a
+/// larger one closes the connection (tungstenite's close code 1009).
+#[derive(Debug, Clone, Copy)]
+pub struct WsLimits {
+    pub max_message_bytes: usize,
+    pub max_frame_bytes: usize,
+}
+
+impl WsLimits {
+    /// Messages as large as a request body, frames of at most 16 MiB.
+    pub fn for_body_limit(max_body_bytes: usize) -> WsLimits {
+        WsLimits {
+            max_message_bytes: max_body_bytes,
+            max_frame_bytes: 16 << 20,
+        }
+    }
+}
+
 pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    let limit = state.max_body_bytes;
-    ws.max_message_size(limit)
+    ws.max_message_size(state.ws.max_message_bytes)
+        .max_frame_size(state.ws.max_frame_bytes)
         .on_upgrade(move |socket| session(state, socket))
 }
 

@@ -14,10 +14,11 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use inferd_core::codec::{
-    tensor_from_json, tensor_from_raw, tensor_to_json, tensor_to_raw, UNSUPPORTED_TENSOR_PARAMETERS,
+    tensor_from_flat, tensor_from_raw, tensor_to_raw, FlatData, JsonData,
+    UNSUPPORTED_TENSOR_PARAMETERS,
 };
 use inferd_core::{CoreError, DataType, InferRequest, ModelInfo, SpecType, Tensor, TensorData};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::{parse_version, V2Error};
@@ -43,7 +44,7 @@ struct V2Input {
     datatype: String,
     #[serde(default)]
     parameters: Map<String, Value>,
-    data: Option<Value>,
+    data: Option<FlatData>,
 }
 
 #[derive(Deserialize)]
@@ -81,6 +82,28 @@ fn respond(result: Result<Response, V2Error>) -> Response {
 
 fn bad(msg: impl Into<String>) -> V2Error {
     V2Error(StatusCode::BAD_REQUEST, msg.into())
+}
+
+/// The answer, written straight from the output tensors (fields in the order
+/// a `json!` map would give them).
+#[derive(Serialize)]
+struct Answer<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    model_name: &'a str,
+    model_version: String,
+    outputs: Vec<OutputOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct OutputOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<JsonData<'a>>,
+    datatype: &'static str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<Value>,
+    shape: &'a [usize],
 }
 
 /// A body split by `Inference-Header-Content-Length`.
@@ -203,7 +226,7 @@ fn decode_inputs(req: &V2InferRequest, binary: &[u8], max: usize) -> Result<Vec<
                         input.name
                     ))
                 })?;
-                tensor_from_json(&input.name, datatype, &input.shape, data, max)?
+                tensor_from_flat(&input.name, datatype, &input.shape, data, max)?
             }
         };
         inputs.push(tensor);
@@ -297,7 +320,7 @@ async fn run(
         .map_err(|e: CoreError| V2Error::from(e))?;
 
     let mut tail = Vec::new();
-    let outputs: Vec<Value> = res
+    let outputs: Vec<OutputOut> = res
         .outputs
         .iter()
         .map(|t| {
@@ -306,27 +329,30 @@ async fn run(
             } else {
                 all_binary
             };
-            let mut out =
-                json!({ "name": t.name, "datatype": t.datatype().as_str(), "shape": t.shape() });
+            let mut out = OutputOut {
+                data: None,
+                datatype: t.datatype().as_str(),
+                name: &t.name,
+                parameters: None,
+                shape: t.shape(),
+            };
             if binary {
                 let raw = tensor_to_raw(t);
-                out["parameters"] = json!({ "binary_data_size": raw.len() });
+                out.parameters = Some(json!({ "binary_data_size": raw.len() }));
                 tail.extend_from_slice(&raw);
             } else {
-                out["data"] = tensor_to_json(t);
+                out.data = Some(JsonData(t.data()));
             }
             out
         })
         .collect();
-    let mut answer = json!({
-        "model_name": model,
-        "model_version": res.version.to_string(),
-        "outputs": outputs,
-    });
-    if let Some(id) = req.id {
-        answer["id"] = Value::String(id);
-    }
-    let mut body = serde_json::to_vec(&answer).expect("JSON values serialize");
+    let answer = Answer {
+        id: req.id,
+        model_name: &model,
+        model_version: res.version.to_string(),
+        outputs,
+    };
+    let mut body = serde_json::to_vec(&answer).expect("the answer serializes");
     if tail.is_empty() {
         return Ok((
             [(

@@ -9,12 +9,12 @@ mod repository;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use inferd_core::{CoreError, ErrorKind, ModelInfo, TensorSpec};
 use serde_json::{json, Value};
 
 use crate::body::BodyError;
+use crate::routes::{Access, Face, Routes};
 use crate::AppState;
 
 /// The extensions server metadata advertises: exactly those implemented.
@@ -26,42 +26,56 @@ pub const EXTENSIONS: [&str; 5] = [
     "schedule_policy",
 ];
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v2", get(server_metadata))
-        .route("/v2/health/live", get(live))
-        .route("/v2/health/ready", get(server_ready))
-        .route("/v2/models/{model}", get(metadata))
-        .route(
+pub fn routes() -> Routes {
+    Routes::new(Face::V2)
+        .get("/v2", Access::Read, server_metadata)
+        .get("/v2/health/live", Access::Open, live)
+        .get("/v2/health/ready", Access::Open, server_ready)
+        .get("/v2/models/{model}", Access::Read, metadata)
+        .get(
             "/v2/models/{model}/versions/{version}",
-            get(metadata_version),
+            Access::Read,
+            metadata_version,
         )
-        .route("/v2/models/{model}/ready", get(ready))
-        .route(
+        .get("/v2/models/{model}/ready", Access::Open, ready)
+        .get(
             "/v2/models/{model}/versions/{version}/ready",
-            get(ready_version),
+            Access::Open,
+            ready_version,
         )
-        .route("/v2/models/{model}/infer", post(infer::infer))
-        .route(
+        .post("/v2/models/{model}/infer", Access::User, infer::infer)
+        .post(
             "/v2/models/{model}/versions/{version}/infer",
-            post(infer::infer_version),
+            Access::User,
+            infer::infer_version,
         )
-        .route("/v2/models/{model}/config", get(repository::config))
-        .route(
+        .get(
+            "/v2/models/{model}/config",
+            Access::Read,
+            repository::config,
+        )
+        .get(
             "/v2/models/{model}/versions/{version}/config",
-            get(repository::config_version),
+            Access::Read,
+            repository::config_version,
         )
-        .route("/v2/models/stats", get(repository::all_stats))
-        .route("/v2/models/{model}/stats", get(repository::stats))
-        .route(
+        .get("/v2/models/stats", Access::Read, repository::all_stats)
+        .get("/v2/models/{model}/stats", Access::Read, repository::stats)
+        .get(
             "/v2/models/{model}/versions/{version}/stats",
-            get(repository::stats_version),
+            Access::Read,
+            repository::stats_version,
         )
-        .route("/v2/repository/index", post(repository::index))
-        .route("/v2/repository/models/{model}/load", post(repository::load))
-        .route(
+        .post("/v2/repository/index", Access::Read, repository::index)
+        .post(
+            "/v2/repository/models/{model}/load",
+            Access::Admin,
+            repository::load,
+        )
+        .post(
             "/v2/repository/models/{model}/unload",
-            post(repository::unload),
+            Access::Admin,
+            repository::unload,
         )
 }
 

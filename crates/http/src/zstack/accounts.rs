@@ -8,21 +8,25 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, put};
-use axum::{Json, Router};
+use axum::Json;
 use bytes::Bytes;
 use inferd_store::time;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use super::{with_store, ZsError};
+use crate::routes::{Access, Face, Routes};
 use crate::{body, AppState};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/zstack/v1/accounts/login", put(login))
-        .route("/zstack/v1/accounts/sessions/{uuid}", delete(logout))
-        .route("/zstack/v1/accounts/sessions/{uuid}/valid", get(valid))
+pub fn routes() -> Routes {
+    Routes::new(Face::ZStack)
+        .put("/zstack/v1/accounts/login", Access::Open, login)
+        .delete("/zstack/v1/accounts/sessions/{uuid}", Access::Read, logout)
+        .get(
+            "/zstack/v1/accounts/sessions/{uuid}/valid",
+            Access::Open,
+            valid,
+        )
 }
 
 /// Each password check is an argon2 hash (about 19 MiB and tens of
@@ -35,8 +39,10 @@ static LOGINS: Semaphore = Semaphore::const_new(CONCURRENT_LOGINS);
 
 async fn login(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
-        let bytes = body::bytes(body, state.max_body_bytes)
-            .map_err(|e| ZsError::invalid_argument(e.message))?;
+        let bytes = body::bytes(body, state.max_body_bytes).map_err(|e| ZsError {
+            status: e.status,
+            ..ZsError::invalid_argument(e.message)
+        })?;
         let v: Value =
             body::json(&bytes).map_err(|e| ZsError::invalid_argument(e.message))?;
         // `logIn` is the key in ZStack's older REST manual.

@@ -11,25 +11,28 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
-use axum::{Json, Router};
+use axum::Json;
 use bytes::Bytes;
 use inferd_store::CatalogQuery;
 use serde_json::{json, Map, Value};
 
 use super::{with_store, ZsError};
+use crate::routes::{Access, Face, Routes};
 use crate::{body, services, AppState};
 
 type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/zstack/v1/ai/model-services", get(list).post(create))
-        .route(
-            "/zstack/v1/ai/model-services/{uuid}",
-            get(one).delete(remove),
+pub fn routes() -> Routes {
+    Routes::new(Face::ZStack)
+        .get("/zstack/v1/ai/model-services", Access::Read, list)
+        .post("/zstack/v1/ai/model-services", Access::Admin, create)
+        .get("/zstack/v1/ai/model-services/{uuid}", Access::Read, one)
+        .delete("/zstack/v1/ai/model-services/{uuid}", Access::Admin, remove)
+        .put(
+            "/zstack/v1/ai/model-services/{uuid}/actions",
+            Access::Admin,
+            action,
         )
-        .route("/zstack/v1/ai/model-services/{uuid}/actions", put(action))
 }
 
 fn answer(result: Result<Value, ZsError>) -> Response {

@@ -8,17 +8,16 @@ mod catalog;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
+use axum::Json;
 use inferd_core::{CoreError, ErrorKind};
 use inferd_store::{Store, StoreError};
 use serde_json::json;
 
+use crate::routes::Routes;
 use crate::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .merge(catalog::routes())
-        .merge(accounts::routes())
+pub fn routes() -> Routes {
+    catalog::routes().merge(accounts::routes())
 }
 
 /// Runs `f` on the store off the async threads; its refusals become ZStack's

@@ -10,6 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+#[path = "../../../../tests/prerequisite.rs"]
+mod prerequisite;
+pub use prerequisite::missing;
+
 /// A fresh folder under the temp dir, unique to this test process and tag.
 pub fn temp_dir(tag: &str) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

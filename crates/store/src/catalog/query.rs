@@ -47,6 +47,14 @@ const ORDER: [(&str, Op); 10] = [
 
 const OPERATORS: &str = "[!=, >=, <=, !?=, !~=, ~=, ?=, =, >, <, is null, not null]";
 
+/// Most `q` conditions in one query. SQLite nests each AND one level deeper and
+/// refuses an expression deeper than 1000, so a long enough query string would
+/// otherwise reach the database and fail there as a server error.
+pub const MAX_CONDITIONS: usize = 100;
+/// Most values bound by one query's conditions (`?=` lists included), well
+/// under SQLite's 32766 bound parameters per statement.
+pub const MAX_VALUES: usize = 1000;
+
 /// Why a query's parameters were refused; one variant per rule. The text is
 /// what a client sees (ZStack sends it as the 400's message).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +89,10 @@ pub enum QueryError {
     EmptyFields,
     #[error("Invalid query parameter. 'fields' names the unknown field '{field}'; fields are [{valid}]", valid = all_fields())]
     UnknownProjection { field: String },
+    #[error("Invalid query parameter. At most {max} conditions in the parameter[q] are allowed")]
+    TooManyConditions { max: usize },
+    #[error("Invalid query parameter. The conditions in the parameter[q] hold {count} values; at most {max} are allowed")]
+    TooManyValues { count: usize, max: usize },
 }
 
 /// Where a condition applies: a column of the entry, or a field of its
@@ -321,6 +333,11 @@ impl Query {
         let (mut sort_by, mut desc) = (None, None);
         for (name, value) in params {
             match name.as_str() {
+                "q" if q.conds.len() == MAX_CONDITIONS => {
+                    return Err(QueryError::TooManyConditions {
+                        max: MAX_CONDITIONS,
+                    })
+                }
                 "q" => q.conds.push(condition(value)?),
                 "limit" => q.limit = integer("limit", value)?,
                 "start" => q.start = integer("start", value)?,
@@ -335,6 +352,13 @@ impl Query {
         }
         if q.fields.as_ref().is_some_and(Vec::is_empty) {
             return Err(QueryError::EmptyFields);
+        }
+        let count = q.conds.iter().map(|c| c.values.len()).sum();
+        if count > MAX_VALUES {
+            return Err(QueryError::TooManyValues {
+                count,
+                max: MAX_VALUES,
+            });
         }
         match (sort_by, desc) {
             (Some(field), desc) => q.sort = Some((field, desc.unwrap_or(false))),

@@ -374,3 +374,41 @@ fn the_shipped_catalog_file_seeds() {
     assert_eq!(reply.inventories.len(), 1);
     assert_eq!(reply.inventories[0]["framework"], "onnx");
 }
+
+/// Found by fuzz/zstack_query: a thousand conditions, or an `?=` list of 33000
+/// values, were accepted and then failed in SQLite ("Expression tree is too
+/// large", "too many SQL variables"), a 500. Every accepted query must run.
+#[test]
+fn queries_too_big_for_sqlite_are_refused_before_it() {
+    use super::query::{MAX_CONDITIONS, MAX_VALUES};
+    let s = fixture("q-big");
+    let ne = |n: usize| vec![("q", "modelServiceRefs.modelUuid!=nothing"); n];
+    assert_eq!(run(&s, &ne(MAX_CONDITIONS)), "abd");
+    assert_eq!(
+        refused(&ne(MAX_CONDITIONS + 1)),
+        QueryError::TooManyConditions {
+            max: MAX_CONDITIONS
+        }
+    );
+    assert!(matches!(
+        refused(&ne(1000)),
+        QueryError::TooManyConditions { .. }
+    ));
+
+    let list = |n: usize| format!("requestCpu?={}", vec!["2"; n].join(","));
+    assert_eq!(run(&s, &[("q", &list(MAX_VALUES))]), "cd");
+    assert_eq!(
+        refused(&[
+            ("q", &list(MAX_VALUES / 2)),
+            ("q", &list(MAX_VALUES / 2 + 1))
+        ]),
+        QueryError::TooManyValues {
+            count: MAX_VALUES + 1,
+            max: MAX_VALUES
+        }
+    );
+    assert!(matches!(
+        refused(&[("q", &list(33000))]),
+        QueryError::TooManyValues { count: 33000, .. }
+    ));
+}
