@@ -10,8 +10,8 @@ a timeout, all on 127.0.0.1:
 - /v1/embeddings on minilm;
 - /v1/generate (seed 002) on smollm2, a few new tokens;
 - /inference/async: submit, then poll until the job ends;
-- a load/unload cycle of a small model every few seconds, with a request to it
-  after each load.
+- a load/unload cycle of a small model every few seconds, with a readiness
+  check after each load.
 
 RSS is read from /proc at start (models loaded, no load yet), after the warm-up
 (the first 10 % of the time, at least a minute) and at the end. The run fails on

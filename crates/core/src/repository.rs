@@ -101,7 +101,8 @@ pub fn read_model(root: &Path, name: &str) -> RepoModel {
     }
 }
 
-fn is_plain_name(name: &str) -> bool {
+/// Whether `name` can only ever name a folder directly inside the repository.
+pub fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."

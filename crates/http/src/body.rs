@@ -38,6 +38,15 @@ pub fn bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes,
             None => rejection.status(),
         };
         let text = rejection.body_text();
+        if let Some(at) = text
+            .find("request body ")
+            .filter(|_| text.contains(crate::inflight::NEVER_FITS))
+        {
+            return BodyError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                message: text[at..].to_string(),
+            };
+        }
         if let Some(at) = text.find(crate::inflight::BUDGET_EXHAUSTED) {
             return BodyError {
                 status: StatusCode::SERVICE_UNAVAILABLE,

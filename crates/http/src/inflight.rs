@@ -26,6 +26,9 @@ use crate::AppState;
 /// Words in every over-budget message, by which `body::bytes` recognises it.
 pub const BUDGET_EXHAUSTED: &str = "the server's in-flight memory budget is exhausted";
 
+/// Words of the refusal of a body no wait would let in: a 413, not a retry.
+pub const NEVER_FITS: &str = "is larger than the whole in-flight memory budget";
+
 /// Seconds a client is told to wait before retrying an overloaded server.
 const RETRY_AFTER_S: &str = "1";
 
@@ -90,6 +93,14 @@ impl Charged {
     /// Charges `bytes` more of body, `DECODE_FACTOR` times over.
     fn take(&mut self, bytes: u64) -> Result<(), Exhausted> {
         let cost = bytes.saturating_mul(DECODE_FACTOR);
+        let limit = self.budget.limit();
+        let total = self.received.max(self.declared.unwrap_or(0));
+        if total.saturating_mul(DECODE_FACTOR) > limit {
+            return Err(Exhausted(format!(
+                "request body {NEVER_FITS} ({limit} bytes at {DECODE_FACTOR}x the body; \
+                 --max-inflight-bytes raises it)"
+            )));
+        }
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         let result = match held.as_mut() {
             Some(charge) => charge.grow(cost),

@@ -135,6 +135,7 @@ pub fn router(state: AppState) -> Router {
             body::refuse_declared_oversize,
         ))
         .layer(CompressionLayer::new())
+        .layer(axum::middleware::from_fn(refuse_non_utf8_path))
         // A handler that panics answers 500 and leaves the connection and the
         // server serving; the panic is logged with its message.
         .layer(CatchPanicLayer::custom(handler_panicked))
@@ -187,6 +188,46 @@ fn zstack_refusal(status: StatusCode, uri: &Uri, details: &str) -> Option<Respon
         }
         .into_response()
     })
+}
+
+/// A path whose percent-escapes decode to invalid UTF-8 names nothing here;
+/// refused in JSON up front, where the path extractors would answer plain text.
+async fn refuse_non_utf8_path(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if std::str::from_utf8(&percent_decode(req.uri().path())).is_ok() {
+        return next.run(req).await;
+    }
+    let message = "the request path is not valid UTF-8 once its %-escapes are decoded";
+    let uri = req.uri().clone();
+    if let Some(r) = zstack_refusal(StatusCode::BAD_REQUEST, &uri, message) {
+        return r;
+    }
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
+}
+
+fn percent_decode(path: &str) -> Vec<u8> {
+    let bytes = path.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| Some((hex(*bytes.get(i + 1)?)?, hex(*bytes.get(i + 2)?)?)))
+            .flatten();
+        match escaped {
+            Some((hi, lo)) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 fn handler_panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -58,6 +58,12 @@ impl Manager {
                 })
             });
             let deployed = st.models.get(name).is_some_and(|e| e.deployed);
+            // A name that is not a plain folder name is no model: refused before
+            // the filesystem is asked, so a load can neither reach outside the
+            // repository nor tell which outside folders exist.
+            if !repository::is_plain_name(name) && !st.models.contains_key(name) {
+                return Err(CoreError::ModelNotFound(name.into()));
+            }
             if !busy && !deployed {
                 let repo = repository::read_model(&self.inner.root, name);
                 if repo.config.is_err() && !st.models.contains_key(name) && !repo.dir.is_dir() {
