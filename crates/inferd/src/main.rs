@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the models of a repository over HTTP.
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Make, list and revoke API keys.
     #[command(subcommand)]
     Keys(admin::Keys),
@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = match Cli::parse().command {
-        Command::Serve(args) => args,
+        Command::Serve(args) => *args,
         Command::Keys(cmd) => return admin::keys(cmd),
         Command::Accounts(cmd) => return admin::accounts(cmd),
     };

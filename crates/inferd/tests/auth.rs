@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{http, inferd, missing, request, temp_dir, workspace, Server};
+use common::{http, inferd, prerequisite::missing, request, temp_dir, workspace, Server};
 use serde_json::Value;
 
 const IRIS: &str = r#"{"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}"#;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{http, missing, temp_dir, workspace, Server};
+use common::{http, prerequisite::missing, temp_dir, workspace, Server};
 
 #[test]
 fn python_clients_pass_against_the_default_models() {

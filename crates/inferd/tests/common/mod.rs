@@ -11,8 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 #[path = "../../../../tests/prerequisite.rs"]
-mod prerequisite;
-pub use prerequisite::missing;
+pub mod prerequisite;
 
 /// A fresh folder under the temp dir, unique to this test process and tag.
 pub fn temp_dir(tag: &str) -> PathBuf {
