@@ -44,7 +44,7 @@ impl IntoResponse for V1Error {
 
 impl From<CoreError> for V1Error {
     fn from(e: CoreError) -> Self {
-        let status = crate::v2::status_of(e.kind());
+        let status = crate::status::kserve_status(e.kind());
         V1Error(status, e.to_string())
     }
 }

@@ -1,7 +1,7 @@
 //! The HTTP faces. Each module is one protocol: it decodes its wire format, makes
 //! one core call and renders the answer or the error in its own envelope. Faces
 //! never call each other; what two faces share (request bodies, V1-style rows)
-//! lives in `body` and `rows`.
+//! lives in `body`, `rows` and `status`.
 
 mod auth;
 mod body;
@@ -15,6 +15,7 @@ mod routes;
 mod rows;
 mod serve;
 mod services;
+mod status;
 mod stream;
 mod tgi;
 mod unified;

@@ -169,7 +169,7 @@ impl IntoResponse for ServiceError {
 /// KServe's statuses, in this face's envelope.
 impl From<CoreError> for ServiceError {
     fn from(e: CoreError) -> ServiceError {
-        ServiceError::new(crate::v2::status_of(e.kind()), e.to_string())
+        ServiceError::new(crate::status::kserve_status(e.kind()), e.to_string())
     }
 }
 

@@ -10,11 +10,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use inferd_core::{CoreError, ErrorKind, ModelInfo, TensorSpec};
+use inferd_core::{CoreError, ModelInfo, TensorSpec};
 use serde_json::{json, Value};
 
 use crate::body::BodyError;
 use crate::routes::{Access, Face, Routes};
+use crate::status::kserve_status;
 use crate::AppState;
 
 /// The extensions server metadata advertises: exactly those implemented.
@@ -88,28 +89,9 @@ impl IntoResponse for V2Error {
     }
 }
 
-/// KServe's status for each kind of core error: the one table V2, V1 and
-/// seed 003's services share (the other faces' documents say otherwise).
-pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
-    match kind {
-        ErrorKind::InvalidInput | ErrorKind::Unsupported => StatusCode::BAD_REQUEST,
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::Conflict => StatusCode::CONFLICT,
-        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorKind::NotReady | ErrorKind::Overloaded | ErrorKind::Unavailable => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-        ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
-        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
-        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
 impl From<CoreError> for V2Error {
     fn from(e: CoreError) -> Self {
-        V2Error(status_of(e.kind()), e.to_string())
+        V2Error(kserve_status(e.kind()), e.to_string())
     }
 }
 
