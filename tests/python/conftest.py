@@ -84,13 +84,30 @@ def free_port():
         return s.getsockname()[1]
 
 
+def inferd_binary(tag):
+    """The `inferd` a suite starts servers of its own from (`INFERD_BIN`); a
+    skip without it, which fails the run under CI."""
+    binary = os.environ.get("INFERD_BIN")
+    if not binary:
+        pytest.skip(f"INFERD_BIN is not set: point it at a built `inferd` to run the {tag} tests")
+    return binary
+
+
+def stop_process(proc, grace=15):
+    """SIGTERM, then SIGKILL if it is still running after `grace` s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def start_inferd(tmp_path_factory, tag, models, args=(), timeout=60):
     """Starts `INFERD_BIN serve` on a repository of `models` ({name: model.toml
     text}, one empty version each) and a data dir of its own; yields its URL once
     it answers, stops it afterwards. For a generator fixture: `yield from`."""
-    binary = os.environ.get("INFERD_BIN")
-    if not binary:
-        pytest.skip(f"INFERD_BIN is not set: point it at a built `inferd` to run the {tag} tests")
+    binary = inferd_binary(tag)
     root = tmp_path_factory.mktemp(f"{tag}-models")
     data = tmp_path_factory.mktemp(f"{tag}-data")
     for name, text in models.items():
@@ -122,12 +139,7 @@ def start_inferd(tmp_path_factory, tag, models, args=(), timeout=60):
                 time.sleep(0.2)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 # Builtin identity models that are slow on purpose (see crates/backend-builtin).

@@ -42,7 +42,8 @@ import requests
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from conftest import IRIS_LABELS, IRIS_ROWS, LLM, LLM_GGUF, REPO_ROOT
+from conftest import (IRIS_LABELS, IRIS_ROWS, LLM, LLM_GGUF, REPO_ROOT, free_port, in_ci, inferd_binary,
+                      stop_process)
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -130,16 +131,6 @@ MAX_INPUT, MAX_TOTAL = 256, 384
 OUR_MODELS = ["iris", "digits", "identity", "minilm", "smollm2", "fault", "fault_batched", "bigimage"]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def in_ci():
-    return bool(os.environ.get("CI"))
-
-
 class Server:
     """The inferd this module started: URLs, process, log and memory figures."""
 
@@ -193,20 +184,10 @@ class Server:
         )
 
 
-def inferd_binary():
-    binary = os.environ.get("INFERD_BIN")
-    if not binary:
-        reason = "INFERD_BIN is not set: the hostile suite starts its own inferd from that binary"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return binary
-
-
 def launch(root, data, limits, models):
     """Starts `inferd serve` on `root` with `limits` and waits until every one of
     `models` is READY or UNAVAILABLE; returns the Server (stop it with `halt`)."""
-    binary = inferd_binary()
+    binary = inferd_binary("hostile")
     help_text = subprocess.run([binary, "serve", "--help"], capture_output=True, text=True, timeout=30).stdout
     port, grpc_port = free_port(), free_port()
     args = [binary, "serve", "--models", str(root), "--port", str(port), "--grpc-port", str(grpc_port),
@@ -245,18 +226,13 @@ def launch(root, data, limits, models):
 
 
 def halt(server):
-    server.proc.terminate()
-    try:
-        server.proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
-        server.proc.wait()
+    stop_process(server.proc, grace=20)
     server.log.close()
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    inferd_binary()
+    inferd_binary("hostile")
     root = tmp_path_factory.mktemp("hostile-models")
     data = tmp_path_factory.mktemp("hostile-data")
     for name in ["iris", "digits", "identity", "minilm"]:
@@ -1867,6 +1843,35 @@ def join_all(threads):
     assert not any(t.is_alive() for t in threads), "a request hung"
 
 
+def under_load(call, duration, churn, settle, n_threads=6, after=None):
+    """Runs `call()` from n threads for `duration` s and, `settle` s in, `churn()`
+    beside them; `after()` runs once every thread has finished, even when the
+    churn failed. Returns every (status, text) the threads got."""
+    threads, results = hammer(n_threads, call, duration)
+    try:
+        time.sleep(settle)
+        churn()
+    finally:
+        join_all(threads)
+        if after:
+            after()
+    return results
+
+
+def reload_cycles(unload, load, times, pause, strict):
+    """A churn for `under_load`: `times` unloads and loads of one model, POSTed
+    to the two URLs `pause` s apart, each asserted 200 when `strict`."""
+
+    def churn():
+        for _ in range(times):
+            for url in (unload, load):
+                r = requests.post(url, timeout=TIMEOUT)
+                assert not strict or r.status_code == 200, r.text
+                time.sleep(pause)
+
+    return churn
+
+
 def assert_clean(results, allowed):
     bad = [r for r in results if r[0] not in allowed]
     assert not bad, f"{len(bad)} of {len(results)} answers were not {allowed}: {bad[:3]}"
@@ -1885,19 +1890,10 @@ def wait_ready(srv, model, timeout=30):
 def test_v2_unload_and_load_while_requests_are_in_flight(srv):
     need_model(srv, "fault")
     url = f"{srv.url}/v2/models/fault/infer"
-    threads, results = hammer(6, lambda: requests.post(url, json=v2_fault("sleep:100"), timeout=TIMEOUT), 3.0)
-    try:
-        time.sleep(0.5)
-        for _ in range(3):
-            r = requests.post(f"{srv.url}/v2/repository/models/fault/unload", timeout=TIMEOUT)
-            assert r.status_code == 200, r.text
-            time.sleep(0.2)
-            r = requests.post(f"{srv.url}/v2/repository/models/fault/load", timeout=TIMEOUT)
-            assert r.status_code == 200, r.text
-            time.sleep(0.2)
-    finally:
-        join_all(threads)
-        requests.post(f"{srv.url}/v2/repository/models/fault/load", timeout=TIMEOUT)
+    repo = f"{srv.url}/v2/repository/models/fault"
+    results = under_load(lambda: requests.post(url, json=v2_fault("sleep:100"), timeout=TIMEOUT), 3.0,
+                         reload_cycles(f"{repo}/unload", f"{repo}/load", 3, 0.2, strict=True), settle=0.5,
+                         after=lambda: requests.post(f"{repo}/load", timeout=TIMEOUT))
     assert_clean(results, {200, 503})
     wait_ready(srv, "fault")
     alive(srv)
@@ -1905,17 +1901,10 @@ def test_v2_unload_and_load_while_requests_are_in_flight(srv):
 
 def test_pinferencia_unload_while_kserve_v1_requests_are_in_flight(srv):
     url = f"{srv.url}/v1/models/digits:predict"
-    threads, results = hammer(6, lambda: requests.post(url, json={"instances": [[0.0] * 64]}, timeout=TIMEOUT), 2.5)
-    try:
-        time.sleep(0.3)
-        for _ in range(4):
-            requests.post(f"{srv.url}/v1/models/digits/unload", timeout=TIMEOUT)
-            time.sleep(0.1)
-            requests.post(f"{srv.url}/v1/models/digits/load", timeout=TIMEOUT)
-            time.sleep(0.1)
-    finally:
-        join_all(threads)
-        requests.post(f"{srv.url}/v1/models/digits/load", timeout=TIMEOUT)
+    models = f"{srv.url}/v1/models/digits"
+    results = under_load(lambda: requests.post(url, json={"instances": [[0.0] * 64]}, timeout=TIMEOUT), 2.5,
+                         reload_cycles(f"{models}/unload", f"{models}/load", 4, 0.1, strict=False), settle=0.3,
+                         after=lambda: requests.post(f"{models}/load", timeout=TIMEOUT))
     assert_clean(results, {200, 503})
     wait_ready(srv, "digits")
     alive(srv)
@@ -1924,15 +1913,15 @@ def test_pinferencia_unload_while_kserve_v1_requests_are_in_flight(srv):
 def test_cache_delete_while_unified_requests_are_in_flight(srv):
     need_model(srv, "fault")
     url = f"{srv.url}/inference/infer"
-    threads, results = hammer(6, lambda: requests.post(url, json=fault_unified("sleep:50"), timeout=TIMEOUT), 2.5)
-    try:
-        time.sleep(0.3)
+
+    def evict():
         for _ in range(5):
             r = requests.delete(f"{srv.url}/inference/cache/models/builtin:fault", timeout=TIMEOUT)
             assert r.status_code in (200, 404, 409), r.text
             time.sleep(0.2)
-    finally:
-        join_all(threads)
+
+    results = under_load(lambda: requests.post(url, json=fault_unified("sleep:50"), timeout=TIMEOUT), 2.5,
+                         evict, settle=0.3)
     assert_clean(results, {200, 503})
     ok = requests.post(url, json=fault_unified("ok"), timeout=TIMEOUT)
     assert ok.status_code == 200, ok.text
@@ -1949,14 +1938,13 @@ def test_service_delete_while_its_predicts_are_in_flight(srv):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     url = f"{srv.url}/api/v1/inference/services/{sid}/predict"
-    threads, results = hammer(6, lambda: requests.post(url, json={"inputs": {"input": [[0.0] * 64]}},
-                                                       timeout=TIMEOUT), 2.0)
-    try:
-        time.sleep(0.5)
+
+    def delete():
         r = requests.delete(f"{srv.url}/api/v1/inference/services/{sid}", timeout=TIMEOUT)
         assert r.status_code == 200, r.text
-    finally:
-        join_all(threads)
+
+    results = under_load(lambda: requests.post(url, json={"inputs": {"input": [[0.0] * 64]}}, timeout=TIMEOUT),
+                         2.0, delete, settle=0.5)
     assert_clean(results, {200, 404, 409, 503})
     alive(srv)
 
@@ -2014,13 +2002,15 @@ def test_grpc_unload_while_grpc_requests_are_in_flight(srv):
 
 def test_load_storm_while_requests_are_in_flight(srv):
     url = f"{srv.url}/v2/models/iris/infer"
-    threads, results = hammer(4, lambda: requests.post(url, json=iris_body(), timeout=TIMEOUT), 2.0)
-    try:
+    loads = []
+
+    def storm():
         with ThreadPoolExecutor(8) as pool:
-            loads = list(pool.map(lambda _: requests.post(f"{srv.url}/v2/repository/models/iris/load",
+            loads.extend(pool.map(lambda _: requests.post(f"{srv.url}/v2/repository/models/iris/load",
                                                           timeout=TIMEOUT), range(16)))
-    finally:
-        join_all(threads)
+
+    results = under_load(lambda: requests.post(url, json=iris_body(), timeout=TIMEOUT), 2.0, storm,
+                         settle=0, n_threads=4)
     assert all(r.status_code == 200 for r in loads), [r.text for r in loads if r.status_code != 200][:2]
     assert_clean(results, {200})
     alive(srv)

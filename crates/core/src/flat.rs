@@ -58,6 +58,18 @@ enum Leaf {
 }
 
 impl Leaves {
+    /// The integers read so far, as floats, followed by the first non-integer
+    /// `f` (element `index` of the data).
+    fn floats(mut values: Vec<f64>, f: f64, index: usize) -> Leaves {
+        let at = values.len();
+        values.push(f);
+        Leaves::Floats {
+            values,
+            first_float: index,
+            at,
+        }
+    }
+
     /// Appends `leaf` (element `index` of the data), or gives it back when its
     /// kind differs from the others.
     fn push(&mut self, index: usize, leaf: Leaf) -> Result<(), Leaf> {
@@ -65,13 +77,7 @@ impl Leaves {
             (Leaves::Empty, Leaf::Bool(b)) => *self = Leaves::Bools(vec![b]),
             (Leaves::Empty, Leaf::Int(n)) => *self = Leaves::Ints(vec![n]),
             (Leaves::Empty, Leaf::Wide(n)) => *self = Leaves::Wide(vec![i128::from(n)]),
-            (Leaves::Empty, Leaf::Float(f)) => {
-                *self = Leaves::Floats {
-                    values: vec![f],
-                    first_float: index,
-                    at: 0,
-                }
-            }
+            (Leaves::Empty, Leaf::Float(f)) => *self = Leaves::floats(Vec::new(), f, index),
             (Leaves::Empty, Leaf::Str(s)) => *self = Leaves::Strings(vec![s]),
             (Leaves::Bools(v), Leaf::Bool(b)) => v.push(b),
             (Leaves::Strings(v), Leaf::Str(s)) => v.push(s),
@@ -82,26 +88,12 @@ impl Leaves {
                 *self = Leaves::Wide(wide);
             }
             (Leaves::Ints(v), Leaf::Float(f)) => {
-                let mut values: Vec<f64> = v.iter().map(|&x| x as f64).collect();
-                let at = values.len();
-                values.push(f);
-                *self = Leaves::Floats {
-                    values,
-                    first_float: index,
-                    at,
-                };
+                *self = Leaves::floats(v.iter().map(|&x| x as f64).collect(), f, index)
             }
             (Leaves::Wide(v), Leaf::Int(n)) => v.push(i128::from(n)),
             (Leaves::Wide(v), Leaf::Wide(n)) => v.push(i128::from(n)),
             (Leaves::Wide(v), Leaf::Float(f)) => {
-                let mut values: Vec<f64> = v.iter().map(|&x| x as f64).collect();
-                let at = values.len();
-                values.push(f);
-                *self = Leaves::Floats {
-                    values,
-                    first_float: index,
-                    at,
-                };
+                *self = Leaves::floats(v.iter().map(|&x| x as f64).collect(), f, index)
             }
             (Leaves::Floats { values, .. }, Leaf::Int(n)) => values.push(n as f64),
             (Leaves::Floats { values, .. }, Leaf::Wide(n)) => values.push(n as f64),

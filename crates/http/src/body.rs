@@ -147,3 +147,40 @@ pub fn base64_payload(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
         .collect();
     base64::engine::general_purpose::STANDARD.decode(compact)
 }
+
+/// An answer's body that keeps `guard` alive until the answer has been sent
+/// (or dropped): what a request holds (its in-flight charge, its connection's
+/// busy mark) is given back only when the client has its answer.
+pub(crate) struct Guarded<G> {
+    inner: Body,
+    _guard: G,
+}
+
+impl<G> Guarded<G> {
+    pub(crate) fn new(inner: Body, guard: G) -> Guarded<G> {
+        Guarded {
+            inner,
+            _guard: guard,
+        }
+    }
+}
+
+impl<G: Unpin> hyper::body::Body for Guarded<G> {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}

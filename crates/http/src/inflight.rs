@@ -21,6 +21,7 @@ use http_body::{Frame, SizeHint};
 use inferd_core::budget::{Charge, InflightBudget, DECODE_FACTOR};
 use inferd_core::CoreError;
 
+use crate::body::Guarded;
 use crate::AppState;
 
 /// Words in every over-budget message, by which `body::bytes` recognises it.
@@ -60,13 +61,7 @@ pub async fn charge(State(state): State<AppState>, req: Request, next: Next) -> 
             .headers
             .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
     }
-    Response::from_parts(
-        parts,
-        Body::new(Holding {
-            inner: body,
-            _held: held,
-        }),
-    )
+    Response::from_parts(parts, Body::new(Guarded::new(body, held)))
 }
 
 /// The request body, charged before it is read.
@@ -154,32 +149,6 @@ impl http_body::Body for Charged {
             }
         }
         Poll::Ready(Some(Ok(frame)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// The answer, keeping the request's charge until it has been sent.
-struct Holding {
-    inner: Body,
-    _held: Held,
-}
-
-impl http_body::Body for Holding {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -28,11 +28,14 @@ use axum::Router;
 use bytes::Bytes;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
+use tokio_util::io::InspectReader;
 use tower::Service;
+
+use crate::body::Guarded;
 
 /// How long and how much one client may hold of the server. Each field is an
 /// `inferd serve` flag; `Default` gives the documented defaults.
@@ -166,11 +169,18 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Watched {
-        inner: stream,
-        activity: activity.clone(),
-        _permit: permit,
-    });
+    // The socket tells `Activity` when bytes arrive; its closure holds the
+    // connection's place under the cap for as long as it is open (an upgrade
+    // included).
+    let io = TokioIo::new(InspectReader::new(stream, {
+        let activity = activity.clone();
+        move |read: &[u8]| {
+            let _place = &permit;
+            if !read.is_empty() {
+                activity.bytes_arrived();
+            }
+        }
+    }));
     let service = hyper::service::service_fn({
         let activity = activity.clone();
         move |req: hyper::Request<Incoming>| {
@@ -180,7 +190,7 @@ async fn connection(
             let mut app = app.clone();
             async move {
                 let res = app.call(req).await?;
-                Ok::<_, Infallible>(res.map(|body| Answering { body, _busy: busy }))
+                Ok::<_, Infallible>(res.map(|body| Guarded::new(body, busy)))
             }
         }
     });
@@ -318,85 +328,6 @@ impl Drop for Busy {
                 since: Instant::now(),
             },
         });
-    }
-}
-
-/// The socket: tells `Activity` when bytes arrive, and holds the connection's
-/// place under the cap for as long as it is open (an upgrade included).
-struct Watched {
-    inner: TcpStream,
-    activity: Arc<Activity>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl AsyncRead for Watched {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
-        if buf.filled().len() > before {
-            self.activity.bytes_arrived();
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Watched {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// An answer's body, keeping its connection busy until it has been sent.
-struct Answering {
-    body: Body,
-    _busy: Busy,
-}
-
-impl hyper::body::Body for Answering {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 
