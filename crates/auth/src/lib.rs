@@ -67,8 +67,8 @@ impl Auth {
             Ok::<_, inferd_store::StoreError>((store.active_keys()?, store.credentials_made()?))
         })
         .await
-        .map_err(|e| internal(e.to_string()))?
-        .map_err(|e| internal(e.to_string()))?;
+        .map_err(internal)?
+        .map_err(internal)?;
         let keys = Arc::new(keys);
         *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(Cached {
             at: Instant::now(),
@@ -130,8 +130,8 @@ impl Auth {
                 let store = self.store.clone();
                 let session = tokio::task::spawn_blocking(move || store.session(&uuid))
                     .await
-                    .map_err(|e| internal(e.to_string()))?
-                    .map_err(|e| internal(e.to_string()))?;
+                    .map_err(internal)?
+                    .map_err(internal)?;
                 session.map(|s| Some(s.role)).ok_or_else(|| {
                     CoreError::Unauthorized(
                         "the session is invalid, expired or logged out; log in again (PUT /zstack/v1/accounts/login)".into(),
@@ -147,11 +147,11 @@ pub fn may_run_open(host: IpAddr, insecure: bool) -> bool {
     host.is_loopback() || insecure
 }
 
-fn internal(reason: String) -> CoreError {
-    CoreError::Backend {
-        model: "auth".into(),
-        reason,
-    }
+/// A credential lookup that failed on the server's side: the cause is
+/// logged, not sent to a caller who has not yet proven who they are.
+fn internal(cause: impl std::fmt::Display) -> CoreError {
+    tracing::error!("credential store: {cause}");
+    CoreError::Internal("the credentials could not be checked; see the server log".into())
 }
 
 #[derive(Debug, PartialEq, Eq)]

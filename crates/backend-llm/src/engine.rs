@@ -124,7 +124,7 @@ pub(crate) fn run(
         let ends = stepped.unwrap_or_else(|panic| {
             let reason = format!(
                 "the decode step panicked: {}",
-                inferd_core::scheduler::panic_message(&*panic)
+                inferd_core::error::panic_message(&*panic)
             );
             tracing::error!("{reason}");
             batch.clear();

@@ -88,10 +88,6 @@ impl Charge {
         self.bytes += bytes;
         Ok(())
     }
-
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
 }
 
 impl Drop for Charge {
@@ -100,7 +96,8 @@ impl Drop for Charge {
     }
 }
 
-fn physical_memory() -> Option<u64> {
+/// The machine's physical memory (Linux `MemTotal`), where it can be read.
+pub fn physical_memory() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -56,7 +56,7 @@ pub fn tensor_from_json(
         name,
         datatype,
         shape,
-        &FlatData::from_value(data),
+        FlatData::from_value(data),
         max_elements,
     )
 }
@@ -68,7 +68,7 @@ pub fn tensor_from_flat(
     name: &str,
     datatype: DataType,
     shape: &[i64],
-    data: &FlatData,
+    data: FlatData,
     max_elements: usize,
 ) -> CoreResult<Tensor> {
     let (dims, expected) = bounded_shape(name, shape, max_elements)?;
@@ -83,7 +83,7 @@ pub fn tensor_from_flat(
             got: data.len(),
         });
     }
-    Tensor::new(name, dims, data.to_data(name, datatype)?)
+    Tensor::new(name, dims, data.into_data(name, datatype)?)
 }
 
 /// Builds a tensor from rows (V1 `instances`, TF Serving's row form): the shape is
@@ -127,7 +127,8 @@ pub fn nested_shape(v: &Value) -> Option<Vec<usize>> {
 
 /// A tensor's elements written as a flat JSON array without building a tree
 /// first (an answer of millions of numbers would cost 32 bytes a number as
-/// `Value`s). Same text as `tensor_to_json`.
+/// `Value`s). BYTES become strings (invalid UTF-8 replaced, since JSON cannot
+/// carry it: use binary output for that).
 pub struct JsonData<'a>(pub &'a TensorData);
 
 impl serde::Serialize for JsonData<'_> {
@@ -160,12 +161,6 @@ impl serde::Serialize for JsonData<'_> {
             TensorData::Bytes(v) => all(s, v.iter().map(|x| String::from_utf8_lossy(x))),
         }
     }
-}
-
-/// The elements as a flat JSON array (OIP V2 output `data`). BYTES become strings
-/// (invalid UTF-8 replaced, since JSON cannot carry it: use binary output for that).
-pub fn tensor_to_json(tensor: &Tensor) -> Value {
-    Value::Array(data_to_values(tensor.data(), 0, tensor.data().len()))
 }
 
 /// The tensor as a list of rows, each nested to the inner shape (V1 `predictions`).
@@ -384,7 +379,10 @@ mod tests {
         let nested =
             tensor_from_json("x", DataType::F32, &[2, 2], &json!([[1, 2], [3, 4]]), 100).unwrap();
         assert_eq!(flat, nested);
-        assert_eq!(tensor_to_json(&flat), json!([1.0, 2.0, 3.0, 4.0]));
+        assert_eq!(
+            serde_json::to_value(JsonData(flat.data())).unwrap(),
+            json!([1.0, 2.0, 3.0, 4.0])
+        );
         assert_eq!(
             tensor_to_rows(&flat),
             vec![json!([1.0, 2.0]), json!([3.0, 4.0])]
@@ -405,13 +403,11 @@ mod tests {
             let raw = tensor_to_raw(&t);
             let back = tensor_from_raw("x", dt, &[2], &raw, 10).unwrap();
             assert_eq!(back, t, "{dt}");
-            let again = tensor_from_json("x", dt, &[2], &tensor_to_json(&t), 10).unwrap();
+            let json = serde_json::to_value(JsonData(t.data())).unwrap();
+            let again = tensor_from_json("x", dt, &[2], &json, 10).unwrap();
             assert_eq!(again, t, "{dt}");
-            assert_eq!(
-                serde_json::to_string(&JsonData(t.data())).unwrap(),
-                tensor_to_json(&t).to_string(),
-                "{dt}"
-            );
+            // The V1 rows of a vector are its bare elements: the same text.
+            assert_eq!(json, Value::Array(tensor_to_rows(&t)), "{dt}");
         }
     }
 

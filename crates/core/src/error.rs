@@ -125,6 +125,10 @@ pub enum CoreError {
     Backend { model: String, reason: String },
     #[error("server is shutting down")]
     ShuttingDown,
+    /// A fault of the server's own (its store, a task): the details go to the
+    /// log, the client gets this sentence.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("image {index}: {reason}")]
     BadImage { index: usize, reason: String },
     #[error("image {index} is {width}x{height} pixels, more than the limit of {max}x{max}")]
@@ -207,9 +211,19 @@ impl CoreError {
             DeadlineExceeded { .. } => ErrorKind::Timeout,
             Unauthorized(_) => ErrorKind::Unauthorized,
             Forbidden(_) => ErrorKind::Forbidden,
-            Backend { .. } => ErrorKind::Internal,
+            Backend { .. } | Internal(_) => ErrorKind::Internal,
         }
     }
 }
 
 pub type CoreResult<T> = Result<T, CoreError>;
+
+/// The text a panic was raised with, where it has one: what a request that a
+/// backend or handler panic failed is told.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}

@@ -182,8 +182,9 @@ impl FlatData {
     }
 
     /// The elements as `datatype`, each checked: a wrong kind or an out-of-range
-    /// value names its index.
-    pub fn to_data(&self, name: &str, datatype: DataType) -> CoreResult<TensorData> {
+    /// value names its index. Consumes the leaves so that strings move into
+    /// the tensor instead of being copied beside them.
+    pub fn into_data(self, name: &str, datatype: DataType) -> CoreResult<TensorData> {
         let bad = |index: usize, reason: String| CoreError::BadElement {
             name: name.to_string(),
             index,
@@ -292,12 +293,12 @@ impl FlatData {
             }};
         }
         let data = match datatype {
-            DataType::Bool => TensorData::Bool(match &self.leaves {
-                Leaves::Bools(v) => v.clone(),
+            DataType::Bool => TensorData::Bool(match self.leaves {
+                Leaves::Bools(v) => v,
                 _ => Vec::new(),
             }),
-            DataType::Bytes => TensorData::Bytes(match &self.leaves {
-                Leaves::Strings(v) => v.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            DataType::Bytes => TensorData::Bytes(match self.leaves {
+                Leaves::Strings(v) => v.into_iter().map(String::into_bytes).collect(),
                 _ => Vec::new(),
             }),
             DataType::U8 => ints!(U8, u8),
@@ -459,25 +460,25 @@ mod tests {
         assert_eq!(d.len(), 4);
         assert!(d.is_array());
         assert_eq!(
-            d.to_data("x", DataType::I32).unwrap(),
+            d.clone().into_data("x", DataType::I32).unwrap(),
             TensorData::I32(vec![1, 2, 3, 4])
         );
         assert_eq!(
-            d.to_data("x", DataType::F32).unwrap(),
+            d.into_data("x", DataType::F32).unwrap(),
             TensorData::F32(vec![1.0, 2.0, 3.0, 4.0])
         );
         let scalar = parse("7");
         assert!(!scalar.is_array());
         let big = parse("[1, 18446744073709551615]");
         assert_eq!(
-            big.to_data("x", DataType::U64).unwrap(),
+            big.into_data("x", DataType::U64).unwrap(),
             TensorData::U64(vec![1, u64::MAX])
         );
     }
 
     #[test]
     fn wrong_kinds_name_the_first_bad_element() {
-        let msg = |text: &str, dt| parse(text).to_data("x", dt).unwrap_err().to_string();
+        let msg = |text: &str, dt| parse(text).into_data("x", dt).unwrap_err().to_string();
         assert!(
             msg("[1, 2.5]", DataType::I32).contains("element 1"),
             "{}",

@@ -8,7 +8,7 @@ pub mod classify;
 pub mod codec;
 pub mod config;
 pub mod error;
-pub mod flat;
+mod flat;
 pub mod generate;
 pub mod manager;
 pub mod repository;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::backend::LoadedModel;
-use crate::error::{CoreError, CoreResult};
+use crate::error::{panic_message, CoreError, CoreResult};
 use crate::stats::VersionStats;
 use crate::tensor::Tensor;
 
@@ -367,15 +367,6 @@ fn run_caught(model: &dyn LoadedModel, inputs: Vec<Tensor>) -> Result<Vec<Tensor
         Ok(result) => result.map_err(|e| e.to_string()),
         Err(panic) => Err(format!("it panicked: {}", panic_message(&*panic))),
     }
-}
-
-/// The text a panic was raised with, where it has one.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("no message")
 }
 
 fn split_outputs(outputs: Vec<Tensor>, rows: &[usize]) -> CoreResult<Vec<Vec<Tensor>>> {

@@ -76,6 +76,9 @@ impl Face {
         if req.model_name.is_empty() {
             return Err(invalid("model_name is required"));
         }
+        // tonic has decoded the message already (bounded by the message size
+        // limit), so this charge bounds what the decode and the run add on top
+        // of it while many calls are in flight, not the message itself.
         let _charge = self
             .manager
             .inflight()

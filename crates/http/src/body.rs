@@ -15,6 +15,7 @@ use bytes::Bytes;
 use hyper::body::Frame;
 use serde::de::DeserializeOwned;
 
+use crate::inflight::Exhausted;
 use crate::serve::BodyReadTimeout;
 
 /// Why a body could not be read.
@@ -37,22 +38,13 @@ pub fn bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes,
             Some(_) => StatusCode::PAYLOAD_TOO_LARGE,
             None => rejection.status(),
         };
+        if let Some(refused) = cause::<Exhausted>(&rejection) {
+            return BodyError {
+                status: refused.status(),
+                message: refused.to_string(),
+            };
+        }
         let text = rejection.body_text();
-        if let Some(at) = text
-            .find("request body ")
-            .filter(|_| text.contains(crate::inflight::NEVER_FITS))
-        {
-            return BodyError {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                message: text[at..].to_string(),
-            };
-        }
-        if let Some(at) = text.find(crate::inflight::BUDGET_EXHAUSTED) {
-            return BodyError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                message: text[at..].to_string(),
-            };
-        }
         let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
             format!("request body is larger than the limit of {limit} bytes")
         } else {

@@ -1,11 +1,11 @@
 //! Charges every request's body to the server's in-flight memory budget
-//! (`InflightBudget`) while the request lives, answer included. The charge is
-//! taken when a handler first reads the body, before a byte of it is read:
-//! from `Content-Length` when the client declared one, else frame by frame as
-//! the (possibly decompressed) body arrives. Past the budget the read fails
-//! with `BUDGET_EXHAUSTED` in its message, which `body::bytes` turns into a 503
-//! that each face renders in its own format; every 503 and 429 then gets a
-//! `Retry-After`.
+//! (`InflightBudget`) while the request lives, answer included. The charge
+//! follows the bytes that arrived (after decompression), never the length a
+//! client claims: a head that declares 64 MiB and sends nothing holds nothing.
+//! The declared length only refuses at once a body that could never fit.
+//! Past the budget the read fails with `Exhausted`, which `body::bytes` turns
+//! into a 503 (or 413) that each face renders in its own format; every 503 and
+//! 429 then gets a `Retry-After`.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -23,12 +23,6 @@ use inferd_core::CoreError;
 
 use crate::body::Guarded;
 use crate::AppState;
-
-/// Words in every over-budget message, by which `body::bytes` recognises it.
-pub const BUDGET_EXHAUSTED: &str = "the server's in-flight memory budget is exhausted";
-
-/// Words of the refusal of a body no wait would let in: a 413, not a retry.
-pub const NEVER_FITS: &str = "is larger than the whole in-flight memory budget";
 
 /// Seconds a client is told to wait before retrying an overloaded server.
 const RETRY_AFTER_S: &str = "1";
@@ -64,7 +58,7 @@ pub async fn charge(State(state): State<AppState>, req: Request, next: Next) -> 
     Response::from_parts(parts, Body::new(Guarded::new(body, held)))
 }
 
-/// The request body, charged before it is read.
+/// The request body, charged as it arrives.
 struct Charged {
     inner: Body,
     budget: InflightBudget,
@@ -73,42 +67,68 @@ struct Charged {
     received: u64,
 }
 
+/// A body the budget refused; `body::bytes` finds it in the read's causes.
 #[derive(Debug)]
-struct Exhausted(String);
+pub(crate) enum Exhausted {
+    /// The body alone is over the whole budget: no wait lets it in (413).
+    NeverFits { limit: u64 },
+    /// Requests in flight hold the budget: retry later (503).
+    Busy { detail: String },
+}
+
+impl Exhausted {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Exhausted::NeverFits { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Exhausted::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
 
 impl std::fmt::Display for Exhausted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            Exhausted::NeverFits { limit } => write!(
+                f,
+                "request body is larger than the whole in-flight memory budget ({limit} bytes \
+                 at {DECODE_FACTOR}x the body; --max-inflight-bytes raises it)"
+            ),
+            Exhausted::Busy { detail } => write!(
+                f,
+                "the server's in-flight memory budget is exhausted ({detail}); retry later"
+            ),
+        }
     }
 }
 
 impl std::error::Error for Exhausted {}
 
 impl Charged {
-    /// Charges `bytes` more of body, `DECODE_FACTOR` times over.
-    fn take(&mut self, bytes: u64) -> Result<(), Exhausted> {
-        let cost = bytes.saturating_mul(DECODE_FACTOR);
+    /// Refuses a body whose declared or received size is over the budget.
+    fn check_fits(&self) -> Result<(), Exhausted> {
         let limit = self.budget.limit();
         let total = self.received.max(self.declared.unwrap_or(0));
         if total.saturating_mul(DECODE_FACTOR) > limit {
-            return Err(Exhausted(format!(
-                "request body {NEVER_FITS} ({limit} bytes at {DECODE_FACTOR}x the body; \
-                 --max-inflight-bytes raises it)"
-            )));
+            return Err(Exhausted::NeverFits { limit });
         }
+        Ok(())
+    }
+
+    /// Charges `bytes` more of body, `DECODE_FACTOR` times over.
+    fn take(&mut self, bytes: u64) -> Result<(), Exhausted> {
+        let cost = bytes.saturating_mul(DECODE_FACTOR);
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         let result = match held.as_mut() {
             Some(charge) => charge.grow(cost),
             None => self.budget.try_charge(cost).map(|c| *held = Some(c)),
         };
-        result.map_err(|e| {
-            let detail = match e {
+        result.map_err(|e| Exhausted::Busy {
+            detail: match e {
                 CoreError::Overloaded { used, limit, .. } => {
                     format!("{used} of {limit} bytes are in use by requests in flight")
                 }
                 other => other.to_string(),
-            };
-            Exhausted(format!("{BUDGET_EXHAUSTED} ({detail}); retry later"))
+            },
         })
     }
 }
@@ -121,14 +141,8 @@ impl http_body::Body for Charged {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let first = self
-            .held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none();
-        if first {
-            let upfront = self.declared.unwrap_or(0);
-            if let Err(e) = self.take(upfront) {
+        if self.received == 0 {
+            if let Err(e) = self.check_fits() {
                 return Poll::Ready(Some(Err(axum::Error::new(e))));
             }
         }
@@ -137,15 +151,10 @@ impl http_body::Body for Charged {
             other => return other,
         };
         if let Some(data) = frame.data_ref() {
-            let before = self.received;
-            self.received = before.saturating_add(data.len() as u64);
-            // Only what passes the declared length (a lying or absent one) is new.
-            let covered = self.declared.unwrap_or(0);
-            let extra = self.received.saturating_sub(covered.max(before));
-            if extra > 0 {
-                if let Err(e) = self.take(extra) {
-                    return Poll::Ready(Some(Err(axum::Error::new(e))));
-                }
+            let len = data.len() as u64;
+            self.received = self.received.saturating_add(len);
+            if let Err(e) = self.check_fits().and_then(|()| self.take(len)) {
+                return Poll::Ready(Some(Err(axum::Error::new(e))));
             }
         }
         Poll::Ready(Some(Ok(frame)))

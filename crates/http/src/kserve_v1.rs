@@ -68,7 +68,7 @@ pub async fn list(State(state): State<AppState>) -> Json<Value> {
     let index = state.manager.index();
     let models: Vec<Value> = names
         .iter()
-        .map(|n| crate::gateway::model_entry(&state, &index, n))
+        .map(|n| crate::listing::model_entry(&state, &index, n))
         .collect();
     Json(json!({ "models": models, "object": "list", "data": data }))
 }

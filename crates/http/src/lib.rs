@@ -1,13 +1,16 @@
 //! The HTTP faces. Each module is one protocol: it decodes its wire format, makes
 //! one core call and renders the answer or the error in its own envelope. Faces
 //! never call each other; what two faces share (request bodies, V1-style rows)
-//! lives in `body`, `rows` and `status`.
+//! lives in `body`, `listing`, `rows` and `status`. One exception is left:
+//! seed 001's catalog deploys through the services face's life cycle, until
+//! that life cycle moves into a services layer below the faces (issue 13).
 
 mod auth;
 mod body;
 mod gateway;
 mod inflight;
 mod kserve_v1;
+mod listing;
 mod metrics;
 mod openai;
 mod pinferencia;
@@ -197,7 +200,10 @@ async fn refuse_non_utf8_path(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if std::str::from_utf8(&percent_decode(req.uri().path())).is_ok() {
+    if percent_encoding::percent_decode_str(req.uri().path())
+        .decode_utf8()
+        .is_ok()
+    {
         return next.run(req).await;
     }
     let message = "the request path is not valid UTF-8 once its %-escapes are decoded";
@@ -208,31 +214,8 @@ async fn refuse_non_utf8_path(
     (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
 }
 
-fn percent_decode(path: &str) -> Vec<u8> {
-    let bytes = path.as_bytes();
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| Some((hex(*bytes.get(i + 1)?)?, hex(*bytes.get(i + 2)?)?)))
-            .flatten();
-        match escaped {
-            Some((hi, lo)) => {
-                out.push(hi << 4 | lo);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
 fn handler_panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let message = inferd_core::scheduler::panic_message(&*panic);
+    let message = inferd_core::error::panic_message(&*panic);
     tracing::error!("a request handler panicked: {message}");
     (
         StatusCode::INTERNAL_SERVER_ERROR,

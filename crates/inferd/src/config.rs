@@ -309,6 +309,10 @@ impl ServeArgs {
     }
 }
 
+/// The most `--max-header-bytes` may raise a request head to: hyper buffers a
+/// head whole, so this bounds one connection's read buffer.
+const MAX_HEADER_BYTES: usize = 16 << 20;
+
 /// What one client may hold of the server.
 fn connection_limits(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<ConnectionLimits> {
     let d = ConnectionLimits::default();
@@ -328,11 +332,16 @@ fn connection_limits(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Conn
             d.keep_alive_timeout,
             "keep_alive_timeout_ms",
         )?,
-        max_header_bytes: positive(
+        max_header_bytes: match positive(
             args.max_header_bytes.or(file.max_header_bytes),
             d.max_header_bytes,
             "max_header_bytes",
-        )?,
+        )? {
+            n if n > MAX_HEADER_BYTES => {
+                anyhow::bail!("max_header_bytes must be at most {MAX_HEADER_BYTES} (16 MiB)")
+            }
+            n => n,
+        },
         max_headers: positive(
             args.max_headers.or(file.max_headers),
             d.max_headers,
@@ -367,11 +376,14 @@ fn ws_limits(
     })
 }
 
-/// A setting in milliseconds (flag or file key, else `default`); 0 is refused.
+/// A setting in milliseconds (flag or file key, else `default`); 0 is
+/// refused, and so is more than a day, which no client-facing wait needs and
+/// which keeps every `Instant + timeout` far from the clock's end.
 fn millis(set: Option<u64>, default: Duration, name: &str) -> anyhow::Result<Duration> {
+    const DAY_MS: u64 = 24 * 3600 * 1000;
     let value = set.map(Duration::from_millis).unwrap_or(default);
-    if value.is_zero() {
-        anyhow::bail!("{name} must be above 0");
+    if value.is_zero() || value > Duration::from_millis(DAY_MS) {
+        anyhow::bail!("{name} must be between 1 and {DAY_MS} (a day)");
     }
     Ok(value)
 }
@@ -454,6 +466,31 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(err.to_string().contains("keep_alive_timeout_ms"), "{err}");
+        // Values that would overflow a deadline or a buffer size are refused.
+        for (args, name) in [
+            (
+                ServeArgs {
+                    keep_alive_timeout_ms: Some(u64::MAX),
+                    ..Default::default()
+                },
+                "keep_alive_timeout_ms",
+            ),
+            (
+                ServeArgs {
+                    max_header_bytes: Some(usize::MAX),
+                    ..Default::default()
+                },
+                "max_header_bytes",
+            ),
+        ] {
+            let err = ServeArgs {
+                config: Some(file.clone()),
+                ..args
+            }
+            .resolve()
+            .unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
         let _ = std::fs::remove_file(file);
     }
 }

@@ -79,16 +79,10 @@ impl Default for ServiceLimits {
 
 impl ServiceLimits {
     fn memory_ceiling(&self) -> u64 {
-        self.memory_bytes.or_else(memory_total).unwrap_or(u64::MAX)
+        self.memory_bytes
+            .or_else(inferd_core::budget::physical_memory)
+            .unwrap_or(u64::MAX)
     }
-}
-
-/// Physical memory, the ceiling for services when none is configured.
-fn memory_total() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 pub fn routes() -> Routes {

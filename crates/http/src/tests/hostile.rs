@@ -204,6 +204,56 @@ async fn requests_past_the_inflight_budget_are_told_to_retry() {
     assert_still_serves(&app).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_length_holds_no_budget_until_its_bytes_arrive() {
+    let config = ManagerConfig {
+        max_inflight_bytes: 4000,
+        ..ManagerConfig::default()
+    };
+    let (app, m) = app_and_manager("claimed", config).await;
+    // A head that claims 900 bytes (3600 of budget) and sends none of them.
+    let stalled = tokio::spawn({
+        let app = app.clone();
+        async move {
+            send(
+                &app,
+                "POST",
+                "/v2/models/iris/infer",
+                &[
+                    ("content-type", "application/json"),
+                    ("content-length", "900"),
+                ],
+                Body::from_stream(Stalled),
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !stalled.is_finished(),
+        "the stalled request waits for its body"
+    );
+    assert_eq!(m.inflight().used(), 0, "a claimed length holds no budget");
+    for _ in 0..3 {
+        let a = post(&app, "/v2/models/iris/infer", super::iris_request()).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.json());
+    }
+    stalled.abort();
+}
+
+/// A body whose bytes never come.
+struct Stalled;
+
+impl futures_core::Stream for Stalled {
+    type Item = Result<Vec<u8>, std::io::Error>;
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::task::Poll::Pending
+    }
+}
+
 fn tokio_stream_of(
     items: Vec<Result<Vec<u8>, std::io::Error>>,
 ) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use inferd_core::codec::{tensor_from_flat, tensor_to_json, FlatData};
+use inferd_core::codec::{tensor_from_flat, FlatData, JsonData};
 use inferd_core::generate::TEXT_GENERATION;
 use inferd_core::{
     DataType, InferRequest, ModelInfo, FEATURE_EXTRACTION, IMAGE_CLASSIFICATION, TENSORS,
@@ -171,13 +171,13 @@ async fn tensors(
             ))
         })?;
         let tensors = inputs
-            .iter()
+            .into_iter()
             .map(|t| {
                 tensor_from_flat(
                     &t.name,
                     DataType::parse(&t.datatype)?,
                     &t.shape,
-                    &t.data,
+                    t.data,
                     max,
                 )
             })
@@ -195,7 +195,7 @@ async fn tensors(
         let outputs: Vec<Value> = res
             .outputs
             .iter()
-            .map(|t| json!({"name": t.name, "datatype": t.datatype().as_str(), "shape": t.shape(), "data": tensor_to_json(t)}))
+            .map(|t| json!({"name": t.name, "datatype": t.datatype().as_str(), "shape": t.shape(), "data": JsonData(t.data())}))
             .collect();
         return Ok(json!({ "outputs": outputs }));
     }

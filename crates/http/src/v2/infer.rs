@@ -187,11 +187,16 @@ fn raw_input(info: &ModelInfo, raw: &[u8], max: usize) -> Result<Tensor, V2Error
     Ok(tensor_from_raw(&spec.name, datatype, &shape, raw, max)?)
 }
 
-/// Decodes the inputs of a JSON header, taking binary ones from `binary` in order.
-fn decode_inputs(req: &V2InferRequest, binary: &[u8], max: usize) -> Result<Vec<Tensor>, V2Error> {
+/// Decodes the inputs of a JSON header, taking binary ones from `binary` in
+/// order; JSON data moves out of the request into the tensors.
+fn decode_inputs(
+    req: &mut V2InferRequest,
+    binary: &[u8],
+    max: usize,
+) -> Result<Vec<Tensor>, V2Error> {
     let mut offset = 0usize;
     let mut inputs = Vec::with_capacity(req.inputs.len());
-    for input in &req.inputs {
+    for input in &mut req.inputs {
         refuse_unsupported(&input.parameters, &format!("input '{}'", input.name))?;
         let datatype = DataType::parse(&input.datatype)?;
         let tensor = match input.parameters.get("binary_data_size") {
@@ -220,7 +225,7 @@ fn decode_inputs(req: &V2InferRequest, binary: &[u8], max: usize) -> Result<Vec<
                 t
             }
             None => {
-                let data = input.data.as_ref().ok_or_else(|| {
+                let data = input.data.take().ok_or_else(|| {
                     bad(format!(
                         "input '{}' has neither 'data' nor a binary_data_size",
                         input.name
@@ -272,8 +277,8 @@ async fn run(
     let max = state.manager.config().max_elements;
     let (req, inputs) = match split_body(headers, &bytes)? {
         Split::Parts(header, binary) => {
-            let req: V2InferRequest = body::json(&header)?;
-            let inputs = decode_inputs(&req, &binary, max)?;
+            let mut req: V2InferRequest = body::json(&header)?;
+            let inputs = decode_inputs(&mut req, &binary, max)?;
             (req, inputs)
         }
         Split::Raw(raw) => {
