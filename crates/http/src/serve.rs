@@ -1,8 +1,9 @@
 //! The HTTP/1 accept loop (in place of `axum::serve`), which bounds what one
 //! client can take: a request head must arrive within the header timeout, an
 //! idle keep-alive connection closes after the keep-alive timeout, a stalled
-//! request body fails after the body timeout, heads are capped in bytes and
-//! header count, and past the connection cap a client gets a plain 503.
+//! request body fails after the body timeout, a client that stops taking its
+//! answer's bytes is dropped after the send timeout, heads are capped in bytes
+//! and header count, and past the connection cap a client gets a plain 503.
 //!
 //! Concurrency: one task per connection runs hyper's connection future beside
 //! a watchdog. The watchdog reads the connection's `Activity` (what it is
@@ -28,11 +29,10 @@ use axum::Router;
 use bytes::Bytes;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
-use tokio_util::io::InspectReader;
 use tower::Service;
 
 use crate::body::Guarded;
@@ -48,6 +48,9 @@ pub struct ConnectionLimits {
     pub body_read_timeout: Duration,
     /// Longest a connection may wait for its next request.
     pub keep_alive_timeout: Duration,
+    /// Longest the client may leave an answer's bytes unread (the socket
+    /// refusing more) before the connection is dropped.
+    pub send_timeout: Duration,
     /// Largest request head (request line and headers), in bytes; over it 431.
     pub max_header_bytes: usize,
     /// Most headers in one request; over it 431.
@@ -63,6 +66,7 @@ impl Default for ConnectionLimits {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             keep_alive_timeout: Duration::from_secs(75),
+            send_timeout: Duration::from_secs(30),
             max_header_bytes: 64 << 10,
             max_headers: 128,
             max_connections: 4096,
@@ -169,18 +173,11 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let activity = Arc::new(Activity::new());
-    // The socket tells `Activity` when bytes arrive; its closure holds the
-    // connection's place under the cap for as long as it is open (an upgrade
-    // included).
-    let io = TokioIo::new(InspectReader::new(stream, {
-        let activity = activity.clone();
-        move |read: &[u8]| {
-            let _place = &permit;
-            if !read.is_empty() {
-                activity.bytes_arrived();
-            }
-        }
-    }));
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        activity: activity.clone(),
+        _permit: permit,
+    });
     let service = hyper::service::service_fn({
         let activity = activity.clone();
         move |req: hyper::Request<Incoming>| {
@@ -254,7 +251,10 @@ enum Phase {
 /// A connection's phase, shared by its socket, its service and its watchdog.
 struct Activity {
     phase: Mutex<Phase>,
-    /// Wakes the watchdog when the phase changes.
+    /// Since when the socket has refused the answer's bytes (the client is
+    /// not reading), in any phase.
+    blocked_since: Mutex<Option<Instant>>,
+    /// Wakes the watchdog when the phase changes or a write blocks.
     changed: Notify,
 }
 
@@ -264,8 +264,24 @@ impl Activity {
             phase: Mutex::new(Phase::Opened {
                 since: Instant::now(),
             }),
+            blocked_since: Mutex::new(None),
             changed: Notify::new(),
         }
+    }
+
+    /// A write found the socket full: the send timeout starts, unless it runs.
+    fn write_blocked(&self) {
+        let mut since = self.blocked_since.lock().unwrap_or_else(|p| p.into_inner());
+        if since.is_none() {
+            *since = Some(Instant::now());
+            drop(since);
+            self.changed.notify_one();
+        }
+    }
+
+    /// The client took bytes again.
+    fn write_flowed(&self) {
+        *self.blocked_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     fn update(&self, f: impl FnOnce(Phase) -> Phase) {
@@ -275,14 +291,24 @@ impl Activity {
         self.changed.notify_one();
     }
 
-    /// When the connection is dropped unless its phase changes first.
+    /// When the connection is dropped unless its phase changes (or a blocked
+    /// write goes through) first.
     fn deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
-        match *self.phase.lock().unwrap_or_else(|p| p.into_inner()) {
+        let phase = match *self.phase.lock().unwrap_or_else(|p| p.into_inner()) {
             Phase::Opened { since } | Phase::Head { since } => {
                 Some(since + limits.header_read_timeout)
             }
             Phase::Idle { since } => Some(since + limits.keep_alive_timeout),
             Phase::Busy(_) => None,
+        };
+        let blocked = self
+            .blocked_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|since| since + limits.send_timeout);
+        match (phase, blocked) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -328,6 +354,73 @@ impl Drop for Busy {
                 since: Instant::now(),
             },
         });
+    }
+}
+
+/// The socket: tells `Activity` when bytes arrive and when the client stops
+/// taking the answer's, and holds the connection's place under the cap for as
+/// long as it is open (an upgrade included).
+struct Watched {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Watched {
+    fn note_write<T>(&self, written: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match &written {
+            Poll::Pending => self.activity.write_blocked(),
+            Poll::Ready(_) => self.activity.write_flowed(),
+        }
+        written
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        if buf.filled().len() > before {
+            self.activity.bytes_arrived();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.note_write(written)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.note_write(written)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let flushed = Pin::new(&mut self.inner).poll_flush(cx);
+        self.note_write(flushed)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

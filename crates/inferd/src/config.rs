@@ -106,6 +106,10 @@ pub struct ServeArgs {
     /// Milliseconds an idle keep-alive connection is kept open (default 75000).
     #[arg(long, env = "INFERD_KEEP_ALIVE_TIMEOUT_MS")]
     pub keep_alive_timeout_ms: Option<u64>,
+    /// Milliseconds a client may stop taking the bytes of an answer (a stream
+    /// included) before its connection is closed (default 30000).
+    #[arg(long, env = "INFERD_SEND_TIMEOUT_MS")]
+    pub send_timeout_ms: Option<u64>,
     /// Largest request head (request line and headers) in bytes (default 65536);
     /// a larger one gets 431. Also the gRPC header list limit.
     #[arg(long, env = "INFERD_MAX_HEADER_BYTES")]
@@ -153,6 +157,7 @@ pub(crate) struct FileConfig {
     header_read_timeout_ms: Option<u64>,
     body_read_timeout_ms: Option<u64>,
     keep_alive_timeout_ms: Option<u64>,
+    send_timeout_ms: Option<u64>,
     max_header_bytes: Option<usize>,
     max_headers: Option<usize>,
     max_connections: Option<usize>,
@@ -331,6 +336,11 @@ fn connection_limits(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Conn
             args.keep_alive_timeout_ms.or(file.keep_alive_timeout_ms),
             d.keep_alive_timeout,
             "keep_alive_timeout_ms",
+        )?,
+        send_timeout: millis(
+            args.send_timeout_ms.or(file.send_timeout_ms),
+            d.send_timeout,
+            "send_timeout_ms",
         )?,
         max_header_bytes: match positive(
             args.max_header_bytes.or(file.max_header_bytes),

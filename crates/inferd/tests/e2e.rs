@@ -182,6 +182,7 @@ fn help_explains_every_setting() {
         "--header-read-timeout-ms",
         "--body-read-timeout-ms",
         "--keep-alive-timeout-ms",
+        "--send-timeout-ms",
         "--max-header-bytes",
         "--max-headers",
         "--max-connections",

@@ -455,3 +455,99 @@ async fn websockets_upgrade_and_oversized_frames_close_them() {
         "an oversized frame was answered: {rest}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_answer_gives_its_connection_and_budget_back() {
+    let root = temp_repo("never-reads");
+    crate::tests::write_model(
+        &root,
+        "identity",
+        "backend = 'builtin'\nkind = 'identity'\nmax_batch_size = 0\n[[input]]\nname = 'INPUT0'\n\
+         datatype = 'ANY'\n[[output]]\nname = 'OUTPUT0'\ndatatype = 'ANY'\n",
+    );
+    let m = manager(&root, ManagerConfig::default());
+    m.load_all().await;
+    let limits = ConnectionLimits {
+        keep_alive_timeout: Duration::from_millis(500),
+        max_connections: 1,
+        ..ConnectionLimits::default()
+    };
+    let server = start_with(AppState::new(m.clone(), Compat::Kserve, 32 << 20), limits).await;
+    // An answer of 16 MiB, far more than the socket buffers hold (Linux lets a
+    // send buffer grow to 4 MiB).
+    let text = "x".repeat(16 << 20);
+    let body = serde_json::json!({"inputs": [{"name": "INPUT0", "shape": [1], "datatype": "BYTES", "data": [text]}]})
+        .to_string();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut greedy = socket.connect(server.addr).await.unwrap();
+    greedy
+        .write_all(
+            format!(
+                "POST /v2/models/identity/infer HTTP/1.1\r\nHost: t\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(m.inflight().used(), 0, "the unread answer holds the budget");
+    let mut next = TcpStream::connect(server.addr).await.unwrap();
+    next.write_all(GET_LIVE).await.unwrap();
+    let answer = read_answer(&mut next).await;
+    assert_eq!(
+        status_of(&answer),
+        200,
+        "the unread answer holds the only connection: {answer}"
+    );
+    drop(greedy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_its_client_stops_reading_is_cut_off_after_the_send_timeout() {
+    use axum::routing::get;
+    let endless = || async { Body::from_stream(Endless(bytes::Bytes::from(vec![b'x'; 64 << 10]))) };
+    let app = axum::Router::new()
+        .route("/endless", get(endless))
+        .route("/v2/health/live", get(|| async { "live" }));
+    let limits = ConnectionLimits {
+        send_timeout: Duration::from_millis(300),
+        max_connections: 1,
+        ..ConnectionLimits::default()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, app, limits, std::future::pending()));
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(addr).await.unwrap();
+    stalled
+        .write_all(b"GET /endless HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut next = TcpStream::connect(addr).await.unwrap();
+    next.write_all(GET_LIVE).await.unwrap();
+    let answer = read_answer(&mut next).await;
+    assert_eq!(
+        status_of(&answer),
+        200,
+        "the unread stream still holds the only connection: {answer}"
+    );
+    drop(stalled);
+}
+
+/// 64 KiB frames without end.
+struct Endless(bytes::Bytes);
+
+impl futures_core::Stream for Endless {
+    type Item = Result<bytes::Bytes, std::io::Error>;
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::task::Poll::Ready(Some(Ok(self.0.clone())))
+    }
+}
