@@ -1,9 +1,8 @@
 //! The HTTP faces. Each module is one protocol: it decodes its wire format, makes
 //! one core call and renders the answer or the error in its own envelope. Faces
 //! never call each other; what two faces share (request bodies, V1-style rows)
-//! lives in `body`, `listing`, `rows` and `status`. One exception is left:
-//! seed 001's catalog deploys through the services face's life cycle, until
-//! that life cycle moves into a services layer below the faces (issue 13).
+//! lives in `body`, `listing`, `rows`, `service_json` and `status`, and what
+//! has a life cycle (services) in the service layer below (`inferd_services`).
 
 mod auth;
 mod body;
@@ -17,6 +16,7 @@ mod pinferencia;
 mod routes;
 mod rows;
 mod serve;
+mod service_json;
 mod services;
 mod status;
 mod stream;
@@ -25,9 +25,10 @@ mod unified;
 mod v2;
 mod zstack;
 
+pub use inferd_services::JobConfig;
+pub use inferd_services::ServiceLimits;
 pub use serve::{serve, ConnectionLimits};
-pub use services::{restore as restore_services, ServiceLimits};
-pub use unified::{start_jobs, JobConfig, WsLimits};
+pub use unified::{start_jobs, WsLimits};
 
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use inferd_auth::Auth;
 use inferd_core::Manager;
+use inferd_services::{Jobs, Services};
 use inferd_store::Store;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -65,15 +67,14 @@ pub struct AppState {
     /// The `/inference` face's request statistics.
     recorder: Arc<unified::Recorder>,
     /// Async jobs; `None` until `start_jobs` gives the server a store.
-    jobs: Option<Arc<unified::JobQueue>>,
+    jobs: Option<Jobs>,
     /// What must survive a restart (services, the catalog, keys and sessions);
     /// `None` in face tests that need none of it.
     store: Option<Store>,
     /// Who may call what; `None` lets every request through (face tests).
     auth: Option<Arc<Auth>>,
-    pub services: ServiceLimits,
-    /// Orders each service's deploys and undeploys.
-    service_turns: Arc<services::Turns>,
+    /// Seed 003's inference services (over `store`).
+    pub services: Services,
     /// How long a ZStack login session lasts.
     pub session_ttl: std::time::Duration,
     /// Frame and message limits of `/inference/ws`.
@@ -83,6 +84,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(manager: Manager, compat: Compat, max_body_bytes: usize) -> AppState {
         AppState {
+            services: Services::new(manager.clone(), None, ServiceLimits::default()),
             manager,
             compat,
             max_body_bytes,
@@ -90,8 +92,6 @@ impl AppState {
             jobs: None,
             store: None,
             auth: None,
-            services: ServiceLimits::default(),
-            service_turns: Arc::default(),
             session_ttl: std::time::Duration::from_secs(7200),
             ws: WsLimits::for_body_limit(max_body_bytes),
         }
@@ -107,7 +107,19 @@ impl AppState {
 
     pub fn with_store(self, store: Store) -> AppState {
         AppState {
+            services: Services::new(
+                self.manager.clone(),
+                Some(store.clone()),
+                self.services.limits(),
+            ),
             store: Some(store),
+            ..self
+        }
+    }
+
+    pub fn with_service_limits(self, limits: ServiceLimits) -> AppState {
+        AppState {
+            services: Services::new(self.manager.clone(), self.store.clone(), limits),
             ..self
         }
     }

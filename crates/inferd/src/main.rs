@@ -105,15 +105,15 @@ async fn main() -> anyhow::Result<()> {
     let auth = Arc::new(inferd_auth::Auth::new(store.clone(), may_run_open));
     let mut state = AppState::new(manager.clone(), settings.compat, settings.max_body_bytes)
         .with_store(store.clone())
+        .with_service_limits(settings.services)
         .with_auth(auth.clone());
-    state.services = settings.services;
     state.session_ttl = settings.session_ttl;
     state.ws = settings.ws;
     let state = inferd_http::start_jobs(state, store, settings.jobs).await?;
-    match inferd_http::restore_services(&state).await {
+    match state.services.restore().await {
         Ok(0) => {}
         Ok(n) => tracing::info!("deploying {n} inference services again"),
-        Err(e) => tracing::warn!("cannot restore inference services: {e}"),
+        Err(e) => tracing::warn!("cannot restore inference services: {}", e.message),
     }
     let app = inferd_http::router(state);
     let addr = SocketAddr::new(settings.host, settings.port);

@@ -7,83 +7,21 @@
 //! conflict, 50001 internal, 50301 unavailable, 50401 timeout). Success messages
 //! are the document's own.
 //!
-//! Records live in the store; a service's model is loaded in the background
-//! (`creating` → `running`, or `failed` with the reason), and after a restart
-//! the services that were running are deployed again.
+//! The life cycle itself is the service layer's (`inferd_services`); this face
+//! reads requests and renders answers.
 
 mod manage;
 mod predict;
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use inferd_core::CoreError;
-use inferd_store::{Store, StoreError};
 use serde_json::{json, Value};
-
-pub use manage::restore;
-pub(crate) use manage::{create_from, full, spawn_deploy};
 
 use crate::body::BodyError;
 use crate::routes::{Access, Face, Routes};
-use crate::AppState;
-
-/// One turn at a time per service: its deploy, its undeploy and the status
-/// change after each run in order, so a stop, start or delete never interleaves
-/// with a deploy still loading (which could mark a service running while
-/// nothing runs, or undeploy the newer of two attempts).
-#[derive(Default)]
-pub(crate) struct Turns(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
-
-impl Turns {
-    /// Waits for the service's turn; it lasts as long as the guard.
-    pub(crate) async fn take(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let turn = self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(id.to_string())
-            .or_default()
-            .clone();
-        turn.lock_owned().await
-    }
-
-    /// Drops a deleted service's entry, so the map holds only live services.
-    pub(crate) fn forget(&self, id: &str) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
-    }
-}
-
-/// Limits on what a service may ask for.
-#[derive(Debug, Clone, Copy)]
-pub struct ServiceLimits {
-    pub max_replicas: u32,
-    /// The most memory services may reserve together. Fixed at start: the
-    /// model cache's budget (which `/inference/cache/config` changes at run
-    /// time) covers ordinary models only, so a cache resize never strands a
-    /// service. `None`: this machine's physical memory.
-    pub memory_bytes: Option<u64>,
-}
-
-impl Default for ServiceLimits {
-    fn default() -> Self {
-        ServiceLimits {
-            max_replicas: 8,
-            memory_bytes: None,
-        }
-    }
-}
-
-impl ServiceLimits {
-    fn memory_ceiling(&self) -> u64 {
-        self.memory_bytes
-            .or_else(inferd_core::budget::physical_memory)
-            .unwrap_or(u64::MAX)
-    }
-}
+use crate::status::kserve_status;
 
 pub fn routes() -> Routes {
     Routes::new(Face::Services)
@@ -140,17 +78,6 @@ impl ServiceError {
     fn invalid(message: impl Into<String>) -> ServiceError {
         ServiceError::new(StatusCode::BAD_REQUEST, message)
     }
-
-    fn conflict(message: impl Into<String>) -> ServiceError {
-        ServiceError::new(StatusCode::CONFLICT, message)
-    }
-
-    fn unknown(id: &str) -> ServiceError {
-        ServiceError::new(
-            StatusCode::NOT_FOUND,
-            format!("inference service '{id}' does not exist"),
-        )
-    }
 }
 
 impl IntoResponse for ServiceError {
@@ -163,7 +90,13 @@ impl IntoResponse for ServiceError {
 /// KServe's statuses, in this face's envelope.
 impl From<CoreError> for ServiceError {
     fn from(e: CoreError) -> ServiceError {
-        ServiceError::new(crate::status::kserve_status(e.kind()), e.to_string())
+        ServiceError::new(kserve_status(e.kind()), e.to_string())
+    }
+}
+
+impl From<inferd_services::ServiceError> for ServiceError {
+    fn from(e: inferd_services::ServiceError) -> ServiceError {
+        ServiceError::new(kserve_status(e.kind), e.message)
     }
 }
 
@@ -171,27 +104,4 @@ impl From<BodyError> for ServiceError {
     fn from(e: BodyError) -> ServiceError {
         ServiceError::new(e.status, e.message)
     }
-}
-
-impl From<StoreError> for ServiceError {
-    fn from(e: StoreError) -> ServiceError {
-        ServiceError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    }
-}
-
-/// Runs a store call off the async threads.
-async fn blocking<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ServiceError> {
-    let store = state.store.clone().ok_or_else(|| {
-        ServiceError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this server runs without a data directory, so it keeps no services",
-        )
-    })?;
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(|e| ServiceError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(ServiceError::from)
 }

@@ -10,10 +10,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use inferd_core::generate::{GenerateRequest, Prompt, Sampling, TEXT_GENERATION};
 use inferd_core::{ModelInfo, FEATURE_EXTRACTION, IMAGE_CLASSIFICATION};
-use inferd_store::ServiceStatus;
 use serde_json::{json, Map, Value};
 
-use super::{blocking, ok, ServiceError};
+use super::{ok, ServiceError};
 use crate::{body, rows, AppState};
 
 pub async fn predict(
@@ -33,30 +32,7 @@ async fn run(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Value, ServiceError> {
     let bytes = body::bytes(body, state.max_body_bytes)?;
-    let sid = id.to_string();
-    let rec = blocking(state, move |s| s.service(&sid))
-        .await?
-        .ok_or_else(|| ServiceError::unknown(id))?;
-    match rec.status {
-        ServiceStatus::Running => {}
-        ServiceStatus::Stopped | ServiceStatus::Stopping => {
-            return Err(ServiceError::conflict(format!(
-                "inference service '{id}' is {}; start it (POST .../{id}/start) before calling it",
-                rec.status.as_str()
-            )))
-        }
-        ServiceStatus::Creating => {
-            return Err(ServiceError::conflict(format!(
-                "inference service '{id}' is still being created; retry when its status is running"
-            )))
-        }
-        ServiceStatus::Failed => {
-            return Err(ServiceError::conflict(format!(
-                "inference service '{id}' failed to deploy: {}",
-                rec.reason.unwrap_or_default()
-            )))
-        }
-    }
+    state.services.running(id).await?;
     let req: Value = body::json(&bytes)?;
     let inputs = match req.get("inputs") {
         Some(Value::Object(map)) => map,

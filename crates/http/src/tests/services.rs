@@ -158,8 +158,12 @@ async fn services_neither_fill_nor_evict_the_model_cache() {
 async fn start_checks_the_memory_again() {
     let m = manager(&models(), ManagerConfig::default());
     let store = Store::open(&temp_repo("svc-start")).unwrap();
-    let mut state = AppState::new(m, Compat::Kserve, 1 << 16).with_store(store);
-    state.services.memory_bytes = Some(1 << 20);
+    let state = AppState::new(m, Compat::Kserve, 1 << 16)
+        .with_store(store)
+        .with_service_limits(crate::ServiceLimits {
+            memory_bytes: Some(1 << 20),
+            ..crate::ServiceLimits::default()
+        });
     let app = router(state);
     let create = |name: &'static str| {
         post(

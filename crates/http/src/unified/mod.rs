@@ -20,7 +20,7 @@ use axum::Json;
 use inferd_core::{CoreError, ErrorKind};
 use serde_json::{json, Value};
 
-pub use jobs::{start as start_jobs, JobConfig, JobQueue};
+pub use jobs::start as start_jobs;
 pub use stats::Recorder;
 pub use ws::WsLimits;
 

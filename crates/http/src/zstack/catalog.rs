@@ -18,7 +18,9 @@ use serde_json::{json, Map, Value};
 
 use super::{with_store, ZsError};
 use crate::routes::{Access, Face, Routes};
-use crate::{body, services, AppState};
+use crate::service_json::{full, new_service};
+use crate::status::kserve_status;
+use crate::{body, AppState};
 
 type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
@@ -197,20 +199,25 @@ async fn deploy(
     if !args.contains_key("description") {
         args.insert("description".into(), entry["description"].clone());
     }
-    let rec = services::create_from(state, &args)
-        .await
-        .map_err(|e| ZsError {
-            status: e.status,
-            code: match e.status {
+    let limits = state.services.limits();
+    let created = match new_service(&args, limits) {
+        Ok(new) => state.services.create(new).await,
+        Err(e) => Err(e),
+    };
+    let rec = created.map_err(|e| {
+        let status = kserve_status(e.kind);
+        ZsError {
+            status,
+            code: match status {
                 StatusCode::CONFLICT => "SYS.1002",
                 s if s.is_server_error() => "SYS.1000",
                 _ => "SYS.1007",
             },
             description: "Failed to deploy the model service",
             details: e.message,
-        })?;
-    let inventory = services::full(&rec, headers);
-    services::spawn_deploy(state.clone(), rec);
+        }
+    })?;
+    let inventory = full(&rec, headers);
     Ok(json!({ "inventory": inventory }))
 }
 
