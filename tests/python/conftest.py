@@ -146,7 +146,7 @@ def start_inferd(tmp_path_factory, tag, models, args=(), timeout=60):
 SLOW_RUN_MS = 1500
 SLOW_LOAD_MS = 3000
 JOB_WORKERS = 2
-_IDENTITY = """backend = "builtin"
+IDENTITY_TOML = """backend = "builtin"
 kind = "identity"
 max_batch_size = 0
 [[input]]
@@ -168,9 +168,9 @@ def slow_url(tmp_path_factory):
         tmp_path_factory,
         "slow",
         {
-            "identity": _IDENTITY,
-            "slow": f'{_IDENTITY}[parameters]\ndelay_ms = "{SLOW_RUN_MS}"\n',
-            "slow_loading": f'{_IDENTITY}[parameters]\nload_delay_ms = "{SLOW_LOAD_MS}"\n',
+            "identity": IDENTITY_TOML,
+            "slow": f'{IDENTITY_TOML}[parameters]\ndelay_ms = "{SLOW_RUN_MS}"\n',
+            "slow_loading": f'{IDENTITY_TOML}[parameters]\nload_delay_ms = "{SLOW_LOAD_MS}"\n',
         },
         ["--job-workers", str(JOB_WORKERS)],
     )

@@ -42,8 +42,8 @@ import requests
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from conftest import (IRIS_LABELS, IRIS_ROWS, LLM, LLM_GGUF, REPO_ROOT, free_port, in_ci, inferd_binary,
-                      stop_process)
+from conftest import (IDENTITY_TOML, IRIS_LABELS, IRIS_ROWS, LLM, LLM_GGUF, REPO_ROOT, free_port, in_ci,
+                      inferd_binary, stop_process)
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -98,31 +98,11 @@ datatype = "BYTES"
 shape = [-1]
 """
 
-BIGIMAGE_TOML = """backend = "builtin"
-kind = "identity"
-max_batch_size = 0
-[[input]]
-name = "INPUT0"
-datatype = "ANY"
-[[output]]
-name = "OUTPUT0"
-datatype = "ANY"
-[image]
+BIGIMAGE_TOML = IDENTITY_TOML + """[image]
 width = 1024
 height = 1024
 channels = "rgb"
 layout = "nchw"
-"""
-
-IDENTITY_TOML = """backend = "builtin"
-kind = "identity"
-max_batch_size = 0
-[[input]]
-name = "INPUT0"
-datatype = "ANY"
-[[output]]
-name = "OUTPUT0"
-datatype = "ANY"
 """
 
 # Token budgets of the module's SmolLM2 (./models has 1536 and 2048).
