@@ -118,23 +118,43 @@ fn read_config(dir: &Path) -> Result<ModelConfig, String> {
     let path = dir.join("model.toml");
     match fs::read_to_string(&path) {
         Ok(text) => ModelConfig::from_toml(&text),
-        // Triton's auto-complete: a folder with only <version>/model.onnx serves
-        // with inputs and outputs read from the graph.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let has_onnx = version_dirs(dir)
-                .iter()
-                .any(|v| dir.join(v.to_string()).join("model.onnx").is_file());
-            if has_onnx {
-                Ok(ModelConfig {
-                    platform: "onnx_onnxv1".into(),
-                    ..ModelConfig::default()
-                })
-            } else {
-                Err("no model.toml and no <version>/model.onnx".into())
-            }
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => auto_config(dir),
         Err(e) => Err(format!("cannot read model.toml: {e}")),
     }
+}
+
+/// Triton's auto-complete, widened to every bare model this build runs: a
+/// folder without model.toml whose version folders hold `model.onnx` (inputs
+/// and outputs read from the graph), a `.gguf` (llama.cpp) or a
+/// sentence-transformers export (candle embeddings). A KServe `--model_dir`
+/// is served through this.
+fn auto_config(dir: &Path) -> Result<ModelConfig, String> {
+    const EMBEDDER: [&str; 3] = ["model.safetensors", "config.json", "tokenizer.json"];
+    let versions: Vec<_> = version_dirs(dir)
+        .iter()
+        .map(|v| dir.join(v.to_string()))
+        .collect();
+    let any = |test: &dyn Fn(&Path) -> bool| versions.iter().any(|v| test(v));
+    let text = if any(&|v| v.join("model.onnx").is_file()) {
+        "backend = \"onnx\"\n"
+    } else if any(&|v| {
+        fs::read_dir(v)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|f| f.path().extension().is_some_and(|x| x == "gguf"))
+    }) {
+        "backend = \"llama.cpp\"\n"
+    } else if any(&|v| EMBEDDER.iter().all(|f| v.join(f).is_file())) {
+        "backend = \"candle\"\ntask = \"feature-extraction\"\nmax_batch_size = 32\nmax_queue_delay_ms = 2\n"
+    } else {
+        return Err(
+            "no model.toml, and no version folder holds a model.onnx, a .gguf or a \
+             sentence-transformers export (model.safetensors, config.json, tokenizer.json)"
+                .into(),
+        );
+    };
+    ModelConfig::from_toml(text)
 }
 
 fn version_dirs(dir: &Path) -> Vec<u64> {
@@ -176,6 +196,29 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn bare_models_of_every_kind_are_completed() {
+        let root = tmp("bare");
+        fs::create_dir_all(root.join("llm/1")).unwrap();
+        fs::write(root.join("llm/1/tiny.Q4_0.gguf"), b"x").unwrap();
+        fs::create_dir_all(root.join("embedder/1")).unwrap();
+        for f in ["model.safetensors", "config.json", "tokenizer.json"] {
+            fs::write(root.join("embedder/1").join(f), b"{}").unwrap();
+        }
+        fs::create_dir_all(root.join("half/1")).unwrap();
+        fs::write(root.join("half/1/config.json"), b"{}").unwrap();
+        let models = scan(&root).unwrap();
+        let config = |i: usize| models[i].config.as_ref();
+        assert_eq!(models[0].name, "embedder");
+        assert_eq!(config(0).unwrap().backend, "candle");
+        assert_eq!(
+            config(0).unwrap().task.as_deref(),
+            Some("feature-extraction")
+        );
+        assert!(config(1).unwrap_err().contains("sentence-transformers"));
+        assert_eq!(config(2).unwrap().backend, "llama.cpp");
     }
 
     #[test]

@@ -61,10 +61,7 @@ impl From<BodyError> for V1Error {
 /// `object`/`data` list; KServe V1 clients read the `id`s.
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
     let names = state.manager.model_names();
-    let data: Vec<Value> = names
-        .iter()
-        .map(|n| json!({"id": n, "object": "model", "created": 0, "owned_by": "inferd"}))
-        .collect();
+    let data = crate::listing::openai_entries(&names);
     let index = state.manager.index();
     let models: Vec<Value> = names
         .iter()

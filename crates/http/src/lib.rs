@@ -30,6 +30,7 @@ pub use inferd_services::ServiceLimits;
 pub use serve::{serve, ConnectionLimits};
 pub use unified::{start_jobs, WsLimits};
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -79,6 +80,9 @@ pub struct AppState {
     pub session_ttl: std::time::Duration,
     /// Frame and message limits of `/inference/ws`.
     pub ws: WsLimits,
+    /// Set when the server starts draining (SIGTERM): readiness turns 503 at
+    /// once, so a load balancer stops sending while requests in flight finish.
+    pub draining: Arc<AtomicBool>,
 }
 
 impl AppState {
@@ -94,6 +98,7 @@ impl AppState {
             auth: None,
             session_ttl: std::time::Duration::from_secs(7200),
             ws: WsLimits::for_body_limit(max_body_bytes),
+            draining: Arc::default(),
         }
     }
 

@@ -58,3 +58,11 @@ pub(crate) fn model_entry(state: &AppState, index: &[IndexEntry], name: &str) ->
         "endpoint": endpoint,
     })
 }
+
+/// OpenAI's entry for each model, as `data` of a model list.
+pub(crate) fn openai_entries(names: &[String]) -> Vec<Value> {
+    names
+        .iter()
+        .map(|n| json!({"id": n, "object": "model", "created": 0, "owned_by": "inferd"}))
+        .collect()
+}

@@ -31,12 +31,22 @@ pub struct ServeArgs {
     /// Address to listen on (default 127.0.0.1).
     #[arg(long, env = "INFERD_HOST")]
     pub host: Option<IpAddr>,
-    /// Port to listen on (default 8000; $PORT is honoured after INFERD_PORT; 0 picks a free port).
-    #[arg(long, env = "INFERD_PORT")]
+    /// Port to listen on (default 8000, or KServe's 8080 with --model_dir; $PORT is
+    /// honoured after INFERD_PORT; 0 picks a free port).
+    #[arg(long, visible_alias = "http_port", env = "INFERD_PORT")]
     pub port: Option<u16>,
-    /// Port of the KServe V2 gRPC face, on the same address (default 8001, as Triton; 0 picks a free port).
-    #[arg(long, env = "INFERD_GRPC_PORT")]
+    /// Port of the KServe V2 gRPC face, on the same address (default 8001, as Triton,
+    /// or KServe's 8081 with --model_dir; 0 picks a free port).
+    #[arg(long, visible_alias = "grpc_port", env = "INFERD_GRPC_PORT")]
     pub grpc_port: Option<u16>,
+    /// KServe's container contract: serve the model KServe unpacked here (a bare
+    /// model.onnx, .gguf or sentence-transformers export, one model folder, or a
+    /// whole repository) instead of --models; the address then defaults to 0.0.0.0.
+    #[arg(long = "model_dir", env = "INFERD_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// The name the --model_dir model answers to (KServe passes the InferenceService's; default "model").
+    #[arg(long = "model_name", env = "INFERD_MODEL_NAME")]
+    pub model_name: Option<String>,
     /// TOML file with any of these settings as keys (snake_case).
     #[arg(long, env = "INFERD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -110,6 +120,11 @@ pub struct ServeArgs {
     /// included) before its connection is closed (default 30000).
     #[arg(long, env = "INFERD_SEND_TIMEOUT_MS")]
     pub send_timeout_ms: Option<u64>,
+    /// Milliseconds between SIGTERM and the end of accepting (default 0): readiness
+    /// answers 503 at once while requests are still taken, so a load balancer (a
+    /// Kubernetes Service) stops routing here before the port closes.
+    #[arg(long, env = "INFERD_DRAIN_DELAY_MS")]
+    pub drain_delay_ms: Option<u64>,
     /// Largest request head (request line and headers) in bytes (default 65536);
     /// a larger one gets 431. Also the gRPC header list limit.
     #[arg(long, env = "INFERD_MAX_HEADER_BYTES")]
@@ -158,6 +173,7 @@ pub(crate) struct FileConfig {
     body_read_timeout_ms: Option<u64>,
     keep_alive_timeout_ms: Option<u64>,
     send_timeout_ms: Option<u64>,
+    drain_delay_ms: Option<u64>,
     max_header_bytes: Option<usize>,
     max_headers: Option<usize>,
     max_connections: Option<usize>,
@@ -182,6 +198,8 @@ impl FileConfig {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub models: PathBuf,
+    /// KServe's `--model_name` and `--model_dir`, which replace `models`.
+    pub kserve: Option<(String, PathBuf)>,
     pub host: IpAddr,
     pub port: u16,
     pub grpc_port: u16,
@@ -197,6 +215,8 @@ pub struct Settings {
     pub catalog: PathBuf,
     pub connections: ConnectionLimits,
     pub ws: WsLimits,
+    /// From SIGTERM to the end of accepting, with readiness 503.
+    pub drain_delay: Duration,
 }
 
 impl ServeArgs {
@@ -245,19 +265,39 @@ impl ServeArgs {
             .max_body_bytes
             .or(file.max_body_bytes)
             .unwrap_or(inferd_http::DEFAULT_MAX_BODY_BYTES);
+        let drain_delay =
+            Duration::from_millis(self.drain_delay_ms.or(file.drain_delay_ms).unwrap_or(0));
+        if drain_delay > Duration::from_secs(3600) {
+            anyhow::bail!("drain_delay_ms must be at most 3600000 (an hour)");
+        }
         let connections = connection_limits(&self, &file)?;
         let ws = ws_limits(&self, &file, max_body_bytes)?;
+        let kserve = match (self.model_dir.clone(), self.model_name.clone()) {
+            (Some(dir), name) => Some((
+                name.unwrap_or_else(|| crate::kserve::DEFAULT_NAME.to_string()),
+                dir,
+            )),
+            (None, Some(_)) => anyhow::bail!("--model_name needs --model_dir (the model to serve)"),
+            (None, None) => None,
+        };
+        // Run as KServe runs a container: all interfaces, KServe's ports.
+        let (host, port, grpc_port) = match kserve {
+            Some(_) => (
+                IpAddr::from([0, 0, 0, 0]),
+                crate::kserve::HTTP_PORT,
+                crate::kserve::GRPC_PORT,
+            ),
+            None => (IpAddr::from([127, 0, 0, 1]), 8000, 8001),
+        };
         Ok(Settings {
             models: self
                 .models
                 .or(file.models)
                 .unwrap_or_else(|| PathBuf::from("./models")),
-            host: self
-                .host
-                .or(file.host)
-                .unwrap_or(IpAddr::from([127, 0, 0, 1])),
-            port: self.port.or(env_port).or(file.port).unwrap_or(8000),
-            grpc_port: self.grpc_port.or(file.grpc_port).unwrap_or(8001),
+            kserve,
+            host: self.host.or(file.host).unwrap_or(host),
+            port: self.port.or(env_port).or(file.port).unwrap_or(port),
+            grpc_port: self.grpc_port.or(file.grpc_port).unwrap_or(grpc_port),
             compat: match self.compat.or(file.compat).unwrap_or(CompatArg::Kserve) {
                 CompatArg::Kserve => Compat::Kserve,
                 CompatArg::Pinferencia => Compat::Pinferencia,
@@ -310,6 +350,7 @@ impl ServeArgs {
                 .unwrap_or_else(|| PathBuf::from("./catalog/model-services.json")),
             connections,
             ws,
+            drain_delay,
         })
     }
 }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod config;
+mod kserve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -98,7 +99,11 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    let manager = Manager::new(&settings.models, backends(), settings.manager);
+    let models = match &settings.kserve {
+        Some((name, dir)) => kserve::repository(name, dir, &settings.data_dir)?,
+        None => settings.models.clone(),
+    };
+    let manager = Manager::new(&models, backends(), settings.manager);
     if settings.load_at_startup {
         manager.load_all().await;
     }
@@ -115,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
         Ok(n) => tracing::info!("deploying {n} inference services again"),
         Err(e) => tracing::warn!("cannot restore inference services: {}", e.message),
     }
+    let (draining, drain_delay) = (state.draining.clone(), settings.drain_delay);
     let app = inferd_http::router(state);
     let addr = SocketAddr::new(settings.host, settings.port);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -133,6 +139,14 @@ async fn main() -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
+        draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        if !drain_delay.is_zero() {
+            tracing::info!(
+                "readiness is 503; still accepting for {} ms (--drain-delay-ms)",
+                drain_delay.as_millis()
+            );
+            tokio::time::sleep(drain_delay).await;
+        }
         let _ = stop.send(true);
     });
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -57,7 +57,7 @@ fn python_clients_pass_against_the_default_models() {
 #[test]
 fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     let root = slow_repo(700);
-    let mut server = Server::start(&root, &[]);
+    let mut server = Server::start(&root, &["--drain-delay-ms", "400"]);
     let addr = server.addr.clone();
     let in_flight = std::thread::spawn(move || {
         http(
@@ -74,6 +74,11 @@ fn sigterm_finishes_in_flight_requests_then_exits_zero() {
         .status()
         .unwrap()
         .success());
+    // Within the drain delay: not ready, yet still alive and serving.
+    let (ready, _) = http(&server.addr, "GET", "/v2/health/ready", "");
+    assert_eq!(ready, 503, "readiness after SIGTERM");
+    let (live, _) = http(&server.addr, "GET", "/v2/health/live", "");
+    assert_eq!(live, 200, "liveness after SIGTERM");
     let (status, body) = in_flight.join().unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"data\":[1.0,2.0]"), "{body}");
@@ -183,6 +188,11 @@ fn help_explains_every_setting() {
         "--body-read-timeout-ms",
         "--keep-alive-timeout-ms",
         "--send-timeout-ms",
+        "--drain-delay-ms",
+        "--model_dir",
+        "--model_name",
+        "--http_port",
+        "--grpc_port",
         "--max-header-bytes",
         "--max-headers",
         "--max-connections",

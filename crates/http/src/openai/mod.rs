@@ -3,25 +3,46 @@
 //! (`embeddings.rs`), completions and chat completions with any text model
 //! (`text.rs`). Errors are `{"error": {message, type, param, code}}`.
 //! (`GET /v1/models` and `/v1/models/{id}` are shared with KServe V1 and seed
-//! 002, answered in `lib.rs` with one object that carries every shape.)
+//! 002, answered in `lib.rs` with one object that carries every shape;
+//! `/openai/v1/models` is OpenAI's alone.)
 
 mod embeddings;
 mod text;
 
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use inferd_core::{CoreError, ErrorKind};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::body::BodyError;
+use crate::listing::openai_entries;
 use crate::routes::{Access, Face, Routes};
+use crate::AppState;
 
+/// At `/v1/...`, and again under KServe's `/openai` prefix, where KServe's
+/// own LLM runtimes answer OpenAI clients.
 pub fn routes() -> Routes {
     Routes::new(Face::OpenAi)
         .post("/v1/embeddings", Access::User, embeddings::embeddings)
         .post("/v1/completions", Access::User, text::completions)
         .post("/v1/chat/completions", Access::User, text::chat)
+        .post(
+            "/openai/v1/embeddings",
+            Access::User,
+            embeddings::embeddings,
+        )
+        .post("/openai/v1/completions", Access::User, text::completions)
+        .post("/openai/v1/chat/completions", Access::User, text::chat)
+        .get("/openai/v1/models", Access::Read, models)
+}
+
+/// OpenAI's model list (`GET /v1/models` answers the same `data` beside the
+/// other faces' fields).
+async fn models(State(state): State<AppState>) -> Json<Value> {
+    let data = openai_entries(&state.manager.model_names());
+    Json(json!({ "object": "list", "data": data }))
 }
 
 pub struct OpenAiError {

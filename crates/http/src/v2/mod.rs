@@ -119,7 +119,8 @@ async fn live() -> Json<Value> {
 }
 
 async fn server_ready(State(state): State<AppState>) -> Response {
-    let ready = !state.manager.is_shutting_down();
+    let ready = !state.manager.is_shutting_down()
+        && !state.draining.load(std::sync::atomic::Ordering::Relaxed);
     let status = if ready {
         StatusCode::OK
     } else {

@@ -42,14 +42,23 @@ impl Server {
     }
 
     pub fn start_with_data(models: &Path, data: &Path, extra: &[&str]) -> Server {
+        let mut args: Vec<String> = ["--port", "0", "--grpc-port", "0", "--models"]
+            .map(String::from)
+            .into();
+        args.push(models.display().to_string());
+        args.push("--data-dir".into());
+        args.push(data.display().to_string());
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Server::serve(&args)
+    }
+
+    /// `inferd serve ARGS`, once it says where it listens.
+    pub fn serve(args: &[String]) -> Server {
         // From the workspace root, so the default catalog file is found.
         let mut child = Command::new(env!("CARGO_BIN_EXE_inferd"))
             .current_dir(workspace())
-            .args(["serve", "--port", "0", "--grpc-port", "0", "--models"])
-            .arg(models)
-            .arg("--data-dir")
-            .arg(data)
-            .args(extra)
+            .arg("serve")
+            .args(args)
             .env("INFERD_LOG", "info")
             .env_remove("PORT")
             .stderr(Stdio::piped())
