@@ -23,6 +23,19 @@ pub struct InflightBudget {
 struct Counter {
     limit: u64,
     used: AtomicU64,
+    /// Requests being answered, every face together: the load an autoscaler
+    /// reads from `/metrics`.
+    requests: AtomicU64,
+}
+
+/// One request being answered, counted until dropped.
+#[derive(Debug)]
+pub struct Entered(Arc<Counter>);
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        self.0.requests.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A request's share of the budget, given back when dropped.
@@ -38,6 +51,7 @@ impl InflightBudget {
             inner: Arc::new(Counter {
                 limit,
                 used: AtomicU64::new(0),
+                requests: AtomicU64::new(0),
             }),
         }
     }
@@ -57,6 +71,16 @@ impl InflightBudget {
 
     pub fn used(&self) -> u64 {
         self.inner.used.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request in flight until the guard is dropped.
+    pub fn enter(&self) -> Entered {
+        self.inner.requests.fetch_add(1, Ordering::AcqRel);
+        Entered(self.inner.clone())
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
     }
 
     /// Takes `bytes` from the budget, or says why not.
@@ -107,6 +131,18 @@ pub fn physical_memory() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_in_flight_are_counted_until_their_guard_drops() {
+        let budget = InflightBudget::new(100);
+        let a = budget.enter();
+        let b = budget.clone().enter();
+        assert_eq!(budget.requests(), 2);
+        drop(a);
+        assert_eq!(budget.requests(), 1);
+        drop(b);
+        assert_eq!(budget.requests(), 0);
+    }
 
     #[test]
     fn charges_are_refused_past_the_limit_and_returned_on_drop() {

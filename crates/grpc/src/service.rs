@@ -79,6 +79,7 @@ impl Face {
         // tonic has decoded the message already (bounded by the message size
         // limit), so this charge bounds what the decode and the run add on top
         // of it while many calls are in flight, not the message itself.
+        let _entered = self.manager.inflight().enter();
         let _charge = self
             .manager
             .inflight()

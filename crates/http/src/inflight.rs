@@ -36,6 +36,7 @@ pub async fn charge(State(state): State<AppState>, req: Request, next: Next) -> 
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .map(|n| n.min(state.max_body_bytes as u64));
     let held: Held = Arc::default();
+    let entered = state.manager.inflight().enter();
     let (parts, body) = req.into_parts();
     let body = Body::new(Charged {
         inner: body,
@@ -55,7 +56,7 @@ pub async fn charge(State(state): State<AppState>, req: Request, next: Next) -> 
             .headers
             .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
     }
-    Response::from_parts(parts, Body::new(Guarded::new(body, held)))
+    Response::from_parts(parts, Body::new(Guarded::new(body, (held, entered))))
 }
 
 /// The request body, charged as it arrives.

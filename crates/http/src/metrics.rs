@@ -170,6 +170,26 @@ pub fn render(state: &AppState) -> String {
         "Memory all loaded models hold together",
         state.manager.memory_used(),
     );
+    let inflight = state.manager.inflight();
+    for (name, help, v) in [
+        (
+            "inferd_requests_in_flight",
+            "Requests being answered now, every face (HTTP and gRPC) together",
+            inflight.requests(),
+        ),
+        (
+            "inferd_inflight_bytes",
+            "Bytes of request data charged to the in-flight budget now",
+            inflight.used(),
+        ),
+        (
+            "inferd_inflight_bytes_limit",
+            "The in-flight budget (--max-inflight-bytes)",
+            inflight.limit(),
+        ),
+    ] {
+        single(&mut out, name, "gauge", help, v);
+    }
     if let Some(rss) = resident_bytes() {
         single(
             &mut out,

@@ -58,6 +58,10 @@ async fn metrics_count_requests_per_model_in_prometheus_text() {
         ) >= 0.0
     );
     assert!(sample(&text, "inferd_models_loaded") >= 4.0);
+    // The scrape itself is the one request in flight; it has no body.
+    assert_eq!(sample(&text, "inferd_requests_in_flight"), 1.0);
+    assert_eq!(sample(&text, "inferd_inflight_bytes"), 0.0);
+    assert!(sample(&text, "inferd_inflight_bytes_limit") > 0.0);
     assert!(sample(&text, &format!("inferd_model_memory_bytes{iris}")) > 0.0);
 
     // Every line is a comment or `name[{labels}] value`, and every series has
