@@ -122,11 +122,20 @@ def test_non_integer_limit_and_sql_looking_values(http, api):
     assert query(http, api, "name~=%' OR 1=1 --")["inventories"] == []
 
 
+def job(http, accepted):
+    """A change's final answer, ZStack's way: 202 with a location, polled."""
+    assert accepted.status_code == 202, accepted.text
+    location = accepted.json()["location"]
+    assert accepted.headers["Location"] == location and "/zstack/v1/api-jobs/" in location
+    return http.get(location, timeout=10)
+
+
 def test_create_update_and_delete_zstacks_way(http, api):
     name = f"py-{uuid.uuid4().hex[:8]}"
     r = http.post(api, json={"params": {"name": name, "framework": "onnx", "requestCpu": 1,
                                         "requestMemory": 1 << 20, "modelServiceRefs": ["iris"]},
                              "systemTags": [], "userTags": []}, timeout=10)
+    r = job(http, r)
     assert r.status_code == 200, r.text
     inv = r.json()["inventory"]
     try:
@@ -139,13 +148,14 @@ def test_create_update_and_delete_zstacks_way(http, api):
         assert [r["modelUuid"] for r in got["modelServiceRefs"]] == ["iris"]
         r = http.put(f"{api}/{inv['uuid']}/actions",
                      json={"updateModelService": {"description": "updated", "requestCpu": 2}}, timeout=10)
+        r = job(http, r)
         assert r.status_code == 200, r.text
         assert r.json()["inventory"]["description"] == "updated"
         assert query(http, api, f"uuid={inv['uuid']}", "requestCpu=2")["inventories"]
         bad = http.put(f"{api}/{inv['uuid']}/actions", json={"renameModelService": {}}, timeout=10)
         assert bad.status_code == 400 and "updateModelService" in bad.json()["error"]["details"]
     finally:
-        r = http.delete(f"{api}/{inv['uuid']}", timeout=10)
+        r = job(http, http.delete(f"{api}/{inv['uuid']}", timeout=10))
     assert r.status_code == 200 and r.json() == {"success": True, "error": None}
     assert http.delete(f"{api}/{inv['uuid']}", timeout=10).status_code == 404
     assert query(http, api, f"name={name}")["inventories"] == []
@@ -170,6 +180,7 @@ def test_a_recipe_deploys_as_a_running_service(http, api, base_url):
     r = http.put(f"{api}/{SHIPPED[0]['uuid']}/actions",
                  json={"deployModelService": {"name": name, "modelUuid": "iris", "memory": 1 << 27}},
                  timeout=10)
+    r = job(http, r)
     assert r.status_code == 200, r.text
     svc = r.json()["inventory"]
     assert svc["model_id"] == "iris" and svc["framework"] == "onnx"

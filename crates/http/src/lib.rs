@@ -32,6 +32,7 @@ pub use unified::{start_jobs, WsLimits};
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{Method, StatusCode, Uri};
@@ -39,7 +40,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use inferd_auth::Auth;
 use inferd_core::Manager;
-use inferd_services::{Jobs, Services};
+use inferd_services::{Jobs, Results, Services};
 use inferd_store::Store;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -83,6 +84,10 @@ pub struct AppState {
     /// Set when the server starts draining (SIGTERM): readiness turns 503 at
     /// once, so a load balancer stops sending while requests in flight finish.
     pub draining: Arc<AtomicBool>,
+    /// Hosts (`host` or `host:port`) ZStack's `X-Web-Hook` may call back.
+    pub zstack_webhook_hosts: Vec<String>,
+    /// Answers of accepted ZStack changes, for `GET /zstack/v1/api-jobs/{uuid}`.
+    api_results: Arc<Results>,
 }
 
 impl AppState {
@@ -99,6 +104,9 @@ impl AppState {
             session_ttl: std::time::Duration::from_secs(7200),
             ws: WsLimits::for_body_limit(max_body_bytes),
             draining: Arc::default(),
+            zstack_webhook_hosts: Vec::new(),
+            // ZStack keeps a job about two days; at most 10000 are kept here.
+            api_results: Arc::new(Results::new(Duration::from_secs(2 * 86_400), 10_000)),
         }
     }
 

@@ -125,6 +125,10 @@ pub struct ServeArgs {
     /// Kubernetes Service) stops routing here before the port closes.
     #[arg(long, env = "INFERD_DRAIN_DELAY_MS")]
     pub drain_delay_ms: Option<u64>,
+    /// Hosts (`host` or `host:port`, comma-separated) a ZStack `X-Web-Hook` may
+    /// name; the server calls back no other (default none: webhooks are refused).
+    #[arg(long, env = "INFERD_ZSTACK_WEBHOOK_HOSTS", value_delimiter = ',')]
+    pub zstack_webhook_hosts: Vec<String>,
     /// Largest request head (request line and headers) in bytes (default 65536);
     /// a larger one gets 431. Also the gRPC header list limit.
     #[arg(long, env = "INFERD_MAX_HEADER_BYTES")]
@@ -174,6 +178,7 @@ pub(crate) struct FileConfig {
     keep_alive_timeout_ms: Option<u64>,
     send_timeout_ms: Option<u64>,
     drain_delay_ms: Option<u64>,
+    zstack_webhook_hosts: Option<Vec<String>>,
     max_header_bytes: Option<usize>,
     max_headers: Option<usize>,
     max_connections: Option<usize>,
@@ -217,6 +222,7 @@ pub struct Settings {
     pub ws: WsLimits,
     /// From SIGTERM to the end of accepting, with readiness 503.
     pub drain_delay: Duration,
+    pub zstack_webhook_hosts: Vec<String>,
 }
 
 impl ServeArgs {
@@ -351,6 +357,11 @@ impl ServeArgs {
             connections,
             ws,
             drain_delay,
+            zstack_webhook_hosts: if self.zstack_webhook_hosts.is_empty() {
+                file.zstack_webhook_hosts.unwrap_or_default()
+            } else {
+                self.zstack_webhook_hosts
+            },
         })
     }
 }

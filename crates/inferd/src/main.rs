@@ -113,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
         .with_service_limits(settings.services)
         .with_auth(auth.clone());
     state.session_ttl = settings.session_ttl;
+    state.zstack_webhook_hosts = settings.zstack_webhook_hosts.clone();
     state.ws = settings.ws;
     let state = inferd_http::start_jobs(state, store, settings.jobs).await?;
     match state.services.restore().await {

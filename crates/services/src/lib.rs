@@ -6,10 +6,14 @@
 //!   restore after a restart), which the services API and the ZStack catalog
 //!   both create;
 //! - `jobs`: the durable async job queue, which runs each job through the
-//!   face that accepted it.
+//!   face that accepted it;
+//! - `results`: the results of accepted changes, kept for polling (ZStack's
+//!   api-jobs).
 
 pub mod jobs;
+mod results;
 mod services;
 
 pub use jobs::{JobConfig, JobError, JobOutcome, JobRunner, Jobs};
+pub use results::{Finished, ResultError, Results};
 pub use services::{NewService, ServiceError, ServiceLimits, Services};

@@ -8,6 +8,7 @@ mod openai;
 mod scheduling;
 mod services;
 mod zstack_catalog;
+mod zstack_jobs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

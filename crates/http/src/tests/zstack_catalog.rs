@@ -15,7 +15,7 @@ use crate::{router, AppState, Compat};
 /// Query parameters, in order.
 type Pairs<'a> = &'a [(&'a str, &'a str)];
 
-const API: &str = "/zstack/v1/ai/model-services";
+pub(super) const API: &str = "/zstack/v1/ai/model-services";
 const ONNX: &str = "00000000000000000000000000000001";
 const LLAMA: &str = "00000000000000000000000000000004";
 
@@ -25,7 +25,7 @@ fn shipped() -> Vec<Value> {
 }
 
 /// A router over a fresh store seeded with the shipped catalog.
-fn app(tag: &str) -> Router {
+pub(super) fn app(tag: &str) -> Router {
     let store = Store::open(&temp_repo(tag)).unwrap();
     store.seed_catalog(&shipped()).unwrap();
     let m = manager(&models(), ManagerConfig::default());
@@ -80,8 +80,26 @@ fn names(body: &Value) -> Vec<&str> {
     n
 }
 
+/// A change's final answer, ZStack's way: 202 with a `location`, then the
+/// job's answer there (checked like `ok`).
+pub(super) async fn done(app: &Router, accepted: Answer) -> Value {
+    assert_eq!(
+        accepted.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&accepted.body)
+    );
+    let location = accepted.json()["location"].as_str().unwrap().to_string();
+    assert_eq!(accepted.headers["location"], location.as_str());
+    let path = location
+        .split_once("/zstack/")
+        .map(|(_, rest)| format!("/zstack/{rest}"))
+        .unwrap();
+    ok(&get(app, &path).await)
+}
+
 /// The error's details, checked for ZStack's ErrorCode shape and `code`.
-fn refused(a: &Answer, status: StatusCode, code: &str) -> String {
+pub(super) fn refused(a: &Answer, status: StatusCode, code: &str) -> String {
     assert_eq!(a.status, status, "{}", String::from_utf8_lossy(&a.body));
     let body = a.json();
     assert_eq!(body["success"], false);
@@ -276,7 +294,7 @@ async fn zstack_entries_are_created_updated_and_deleted() {
     let app = app("zs-crud");
     let params = json!({"params": {"name": "mine", "framework": "onnx", "requestCpu": 2,
         "requestMemory": 1 << 20, "modelUuids": ["iris"]}, "systemTags": [], "userTags": []});
-    let inv = ok(&post(&app, API, params).await)["inventory"].clone();
+    let inv = done(&app, post(&app, API, params).await).await["inventory"].clone();
     let uuid = inv["uuid"].as_str().unwrap().to_string();
     assert_eq!(uuid.len(), 32);
     assert_eq!(inv["modelServiceRefs"][0]["modelUuid"], "iris");
@@ -287,7 +305,7 @@ async fn zstack_entries_are_created_updated_and_deleted() {
 
     let actions = format!("{API}/{uuid}/actions");
     let update = json!({"updateModelService": {"description": "changed", "requestCpu": 4}});
-    let updated = ok(&put(&app, &actions, update).await)["inventory"].clone();
+    let updated = done(&app, put(&app, &actions, update).await).await["inventory"].clone();
     assert_eq!(
         (&updated["description"], &updated["requestCpu"]),
         (&json!("changed"), &json!(4))
@@ -310,7 +328,11 @@ async fn zstack_entries_are_created_updated_and_deleted() {
 
     let a = delete(&app, &format!("{API}/{uuid}?deleteMode=Sometimes")).await;
     refused(&a, StatusCode::BAD_REQUEST, "SYS.1007");
-    let gone = ok(&delete(&app, &format!("{API}/{uuid}?deleteMode=Permissive")).await);
+    let gone = done(
+        &app,
+        delete(&app, &format!("{API}/{uuid}?deleteMode=Permissive")).await,
+    )
+    .await;
     assert_eq!(gone, json!({"success": true, "error": null}));
     refused(
         &delete(&app, &format!("{API}/{uuid}")).await,

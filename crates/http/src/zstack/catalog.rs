@@ -3,9 +3,7 @@
 //! empty list when unknown, as ZStack answers), and admins' `POST` (`{"params":
 //! …}`), `PUT …/{uuid}/actions` (`{"updateModelService": …}`, or
 //! `{"deployModelService": …}` to run the recipe as a seed-003 service) and
-//! `DELETE`. ZStack answers changes with 202 and a job to poll; these are
-//! instant, so the job's final answer (`{"inventory": …}`) comes at once with
-//! 200, which ZStack's SDKs accept as well.
+//! `DELETE`. Changes answer ZStack's way, 202 and a job to poll (`jobs.rs`).
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -16,6 +14,7 @@ use bytes::Bytes;
 use inferd_store::CatalogQuery;
 use serde_json::{json, Map, Value};
 
+use super::jobs::Job;
 use super::{with_store, ZsError};
 use crate::routes::{Access, Face, Routes};
 use crate::service_json::{full, new_service};
@@ -105,7 +104,15 @@ fn object<'a>(map: &'a Map<String, Value>, key: &str) -> Result<&'a Map<String, 
     })
 }
 
-async fn create(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let job = match Job::from_headers(&state, &headers) {
+        Ok(job) => job,
+        Err(e) => return e.into_response(),
+    };
     let result = async {
         let map = wrapped(&state, body)?;
         let params = object(&map, "params")?.clone();
@@ -113,7 +120,7 @@ async fn create(State(state): State<AppState>, body: Result<Bytes, BytesRejectio
         Ok(json!({ "inventory": inv }))
     }
     .await;
-    answer(result)
+    job.accepted(&state, &headers, result)
 }
 
 async fn action(
@@ -122,6 +129,10 @@ async fn action(
     Path(uuid): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let job = match Job::from_headers(&state, &headers) {
+        Ok(job) => job,
+        Err(e) => return e.into_response(),
+    };
     let result = async {
         let map = wrapped(&state, body)?;
         let (name, args) = match map.iter().next() {
@@ -147,7 +158,7 @@ async fn action(
         }
     }
     .await;
-    answer(result)
+    job.accepted(&state, &headers, result)
 }
 
 /// Runs a recipe as a seed-003 inference service in one call: the model is
@@ -223,7 +234,16 @@ async fn deploy(
 
 /// Both of ZStack's delete modes remove the entry at once: nothing depends on
 /// a recipe (a deployed service keeps its own copy of what it needs).
-async fn remove(State(state): State<AppState>, Path(uuid): Path<String>, p: Params) -> Response {
+async fn remove(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+    p: Params,
+) -> Response {
+    let job = match Job::from_headers(&state, &headers) {
+        Ok(job) => job,
+        Err(e) => return e.into_response(),
+    };
     let id = uuid.clone();
     let result = async {
         let Query(params) = p.map_err(|e| ZsError::invalid_argument(e.body_text()))?;
@@ -243,5 +263,5 @@ async fn remove(State(state): State<AppState>, Path(uuid): Path<String>, p: Para
         }
     }
     .await;
-    answer(result)
+    job.accepted(&state, &headers, result)
 }

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod catalog;
+mod jobs;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -17,7 +18,9 @@ use crate::routes::Routes;
 use crate::AppState;
 
 pub fn routes() -> Routes {
-    catalog::routes().merge(accounts::routes())
+    catalog::routes()
+        .merge(accounts::routes())
+        .merge(jobs::routes())
 }
 
 /// Runs `f` on the store off the async threads; its refusals become ZStack's
@@ -83,9 +86,10 @@ impl ZsError {
     }
 }
 
-impl IntoResponse for ZsError {
-    fn into_response(self) -> Response {
-        let body = json!({
+impl ZsError {
+    /// `{"success": false, "error": ErrorCode}`.
+    fn body(&self) -> serde_json::Value {
+        json!({
             "success": false,
             "error": {
                 "code": self.code,
@@ -95,8 +99,13 @@ impl IntoResponse for ZsError {
                 "opaque": null,
                 "cause": null,
             },
-        });
-        (self.status, Json(body)).into_response()
+        })
+    }
+}
+
+impl IntoResponse for ZsError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
     }
 }
 
