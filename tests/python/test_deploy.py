@@ -96,21 +96,27 @@ def test_the_keda_overlay_scales_on_a_gauge_inferd_exports(base_url):
     assert f"# TYPE {metric} gauge" in text, metric
 
 
-def started(args, port, tag):
-    """Runs `inferd ARGS` until its readiness answers 200; returns the process."""
-    proc = subprocess.Popen([inferd_binary(tag), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"inferd {' '.join(args)} exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2).status_code == 200:
-                return proc
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    stop_process(proc)
-    pytest.fail(f"inferd {' '.join(args)} was not ready in 60 s")
+def serves_iris(args, port):
+    """Runs `inferd ARGS` until its readiness answers 200, checks that iris is
+    ready there, and stops it."""
+    proc = subprocess.Popen([inferd_binary("deploy"), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"inferd {' '.join(args)} exited: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"inferd {' '.join(args)} was not ready in 60 s")
+            time.sleep(0.2)
+        ready = requests.get(f"http://127.0.0.1:{port}/v2/models/iris/ready", timeout=10)
+        assert ready.status_code == 200, ready.text
+    finally:
+        stop_process(proc)
 
 
 def swap(args, replacements):
@@ -131,12 +137,7 @@ def test_the_runtime_args_start_inferd_on_a_bare_model(tmp_path):
     args = [a.replace("{{.Name}}", "iris") for a in container["args"]]
     args = swap(args, {"--model_dir": model_dir, "--http_port": http, "--grpc_port": grpc,
                        "--data-dir": tmp_path / "data"}) + ["--host=127.0.0.1"]
-    proc = started(args, http, "deploy")
-    try:
-        ready = requests.get(f"http://127.0.0.1:{http}/v2/models/iris/ready", timeout=10)
-        assert ready.status_code == 200, ready.text
-    finally:
-        stop_process(proc)
+    serves_iris(args, http)
 
 
 def test_the_standalone_args_start_inferd_on_the_image_models(tmp_path):
@@ -146,9 +147,4 @@ def test_the_standalone_args_start_inferd_on_the_image_models(tmp_path):
                                     "--catalog": REPO_ROOT / "catalog" / "model-services.json",
                                     "--data-dir": tmp_path / "data", "--host": "127.0.0.1",
                                     "--port": http, "--grpc-port": grpc})
-    proc = started(args, http, "deploy")
-    try:
-        ready = requests.get(f"http://127.0.0.1:{http}/v2/models/iris/ready", timeout=10)
-        assert ready.status_code == 200, ready.text
-    finally:
-        stop_process(proc)
+    serves_iris(args, http)

@@ -39,6 +39,16 @@ async fn app_and_manager(tag: &str, config: ManagerConfig) -> (axum::Router, inf
     (app_for(m.clone(), Compat::Kserve), m)
 }
 
+/// The models over an in-flight budget of 4000 bytes: an iris request padded
+/// to about 800 bytes (charged 4x) nearly fills it.
+async fn small_budget(tag: &str) -> (axum::Router, inferd_core::Manager) {
+    let config = ManagerConfig {
+        max_inflight_bytes: 4000,
+        ..ManagerConfig::default()
+    };
+    app_and_manager(tag, config).await
+}
+
 fn fault(mode: &str) -> Value {
     json!({"inputs": [{"name": "INPUT0", "shape": [1], "datatype": "BYTES", "data": [mode]}]})
 }
@@ -136,11 +146,7 @@ async fn claims_far_beyond_the_data_cost_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_past_the_inflight_budget_are_told_to_retry() {
-    let config = ManagerConfig {
-        max_inflight_bytes: 4000,
-        ..ManagerConfig::default()
-    };
-    let (app, m) = app_and_manager("budget", config).await;
+    let (app, m) = small_budget("budget").await;
     let padding = " ".repeat(600);
     let big = format!("{}{padding}", super::iris_request());
     let v2 = |body: String| {
@@ -206,11 +212,7 @@ async fn requests_past_the_inflight_budget_are_told_to_retry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declared_length_holds_no_budget_until_its_bytes_arrive() {
-    let config = ManagerConfig {
-        max_inflight_bytes: 4000,
-        ..ManagerConfig::default()
-    };
-    let (app, m) = app_and_manager("claimed", config).await;
+    let (app, m) = small_budget("claimed").await;
     // A head that claims 900 bytes (3600 of budget) and sends none of them.
     let stalled = tokio::spawn({
         let app = app.clone();
