@@ -446,14 +446,26 @@ async fn websockets_upgrade_and_oversized_frames_close_them() {
         .unwrap();
     let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(reply.contains("\"error\""), "{reply}");
-    // A frame past 1 KiB ends the session instead of being buffered.
+    // A frame past 1 KiB ends the session with close code 1009 (message too
+    // big) instead of being buffered.
     s.write_all(&ws_frame(1, &[b' '; 2000])).await.unwrap();
-    let (rest, closed) = read_all(&mut s, Duration::from_secs(5)).await;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .is_ok();
     assert!(closed, "an oversized frame was accepted");
+    let text = String::from_utf8_lossy(&rest);
     assert!(
-        !rest.contains("\"type\""),
-        "an oversized frame was answered: {rest}"
+        !text.contains("\"type\""),
+        "an oversized frame was answered: {text}"
     );
+    assert_eq!(rest.first(), Some(&0x88), "no close frame: {rest:?}");
+    assert_eq!(
+        rest.get(2..4),
+        Some(&[0x03, 0xF1][..]),
+        "not 1009: {rest:?}"
+    );
+    assert!(text.contains("too big"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use serde_json::{json, Value};
@@ -46,7 +46,16 @@ pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Res
 }
 
 async fn session(state: AppState, mut socket: WebSocket) {
-    while let Some(Ok(message)) = socket.recv().await {
+    while let Some(received) = socket.recv().await {
+        let message = match received {
+            Ok(message) => message,
+            Err(e) => {
+                if let Some(limit) = over_limit(&e) {
+                    let _ = socket.send(Message::Close(Some(too_big(limit)))).await;
+                }
+                return;
+            }
+        };
         let reply = match message {
             Message::Text(text) => match answer(&state, text.as_str(), &mut socket).await {
                 Some(reply) => reply,
@@ -67,6 +76,31 @@ async fn session(state: AppState, mut socket: WebSocket) {
         {
             return;
         }
+    }
+}
+
+/// The limit a message or frame went past, when that is why the read failed.
+fn over_limit(e: &axum::Error) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if let Some(tungstenite::Error::Capacity(c)) = err.downcast_ref::<tungstenite::Error>() {
+            return Some(c.to_string());
+        }
+        cause = err.source();
+    }
+    None
+}
+
+/// Close code 1009 (message too big), with the limit in its reason (a close
+/// reason holds at most 123 bytes).
+fn too_big(limit: String) -> CloseFrame {
+    let mut reason = format!("too big: {limit}");
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    CloseFrame {
+        code: 1009,
+        reason: reason.into(),
     }
 }
 
