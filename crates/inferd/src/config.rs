@@ -146,6 +146,10 @@ pub struct ServeArgs {
     /// Largest WebSocket frame on /inference/ws in bytes (default 16777216).
     #[arg(long, env = "INFERD_WS_MAX_FRAME_BYTES")]
     pub ws_max_frame_bytes: Option<usize>,
+    /// Milliseconds an /inference/ws session may wait for the client's next
+    /// message before it is closed (default 300000).
+    #[arg(long, env = "INFERD_WS_IDLE_TIMEOUT_MS")]
+    pub ws_idle_timeout_ms: Option<u64>,
 }
 
 /// The config file's keys: the same names as the flags.
@@ -184,6 +188,7 @@ pub(crate) struct FileConfig {
     max_connections: Option<usize>,
     ws_max_message_bytes: Option<usize>,
     ws_max_frame_bytes: Option<usize>,
+    ws_idle_timeout_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -434,6 +439,11 @@ fn ws_limits(
             args.ws_max_frame_bytes.or(file.ws_max_frame_bytes),
             d.max_frame_bytes,
             "ws_max_frame_bytes",
+        )?,
+        idle_timeout: millis(
+            args.ws_idle_timeout_ms.or(file.ws_idle_timeout_ms),
+            d.idle_timeout,
+            "ws_idle_timeout_ms",
         )?,
     })
 }

@@ -189,6 +189,7 @@ fn help_explains_every_setting() {
         "--keep-alive-timeout-ms",
         "--send-timeout-ms",
         "--drain-delay-ms",
+        "--ws-idle-timeout-ms",
         "--zstack-webhook-hosts",
         "--model_dir",
         "--model_name",

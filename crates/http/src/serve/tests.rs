@@ -426,6 +426,7 @@ async fn websockets_upgrade_and_oversized_frames_close_them() {
     state.ws = WsLimits {
         max_message_bytes: 4096,
         max_frame_bytes: 1024,
+        idle_timeout: Duration::from_millis(300),
     };
     let server = start_with(state, ConnectionLimits::default()).await;
     let mut s = TcpStream::connect(server.addr).await.unwrap();
@@ -466,6 +467,27 @@ async fn websockets_upgrade_and_oversized_frames_close_them() {
         "not 1009: {rest:?}"
     );
     assert!(text.contains("too big"), "{text}");
+    // Another session that goes quiet is closed after the idle timeout (1000).
+    let mut quiet = TcpStream::connect(server.addr).await.unwrap();
+    quiet
+        .write_all(
+            b"GET /inference/ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut idle = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), quiet.read_to_end(&mut idle))
+        .await
+        .is_ok();
+    assert!(closed, "an idle session stayed open");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(String::from_utf8_lossy(&idle).contains("idle"), "{idle:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

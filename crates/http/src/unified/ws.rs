@@ -5,7 +5,7 @@
 //! carry an `id`, echoed in its answers. A bad message gets an error and the
 //! connection stays open; a close from either side ends it cleanly.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -21,12 +21,14 @@ use super::run::{one_streaming, success};
 use super::{now, UnifiedError};
 use crate::AppState;
 
-/// How much one client may send in one WebSocket frame and one message; a
-/// larger one closes the connection (tungstenite's close code 1009).
+/// How much one client may send in one WebSocket frame and one message (a
+/// larger one closes the session with code 1009), and how long a session may
+/// sit idle: an upgraded connection has left the accept loop's timeouts.
 #[derive(Debug, Clone, Copy)]
 pub struct WsLimits {
     pub max_message_bytes: usize,
     pub max_frame_bytes: usize,
+    pub idle_timeout: Duration,
 }
 
 impl WsLimits {
@@ -35,6 +37,7 @@ impl WsLimits {
         WsLimits {
             max_message_bytes: max_body_bytes,
             max_frame_bytes: 16 << 20,
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -46,7 +49,18 @@ pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Res
 }
 
 async fn session(state: AppState, mut socket: WebSocket) {
-    while let Some(received) = socket.recv().await {
+    loop {
+        let Ok(next) = tokio::time::timeout(state.ws.idle_timeout, socket.recv()).await else {
+            let idle = CloseFrame {
+                code: 1000,
+                reason: "idle: no message within the idle timeout".into(),
+            };
+            let _ = socket.send(Message::Close(Some(idle))).await;
+            return;
+        };
+        let Some(received) = next else {
+            return;
+        };
         let message = match received {
             Ok(message) => message,
             Err(e) => {
