@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
+use inferd_core::ErrorKind;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -85,12 +86,23 @@ pub async fn remove(
     State(state): State<AppState>,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, UnifiedError> {
-    let was_cached = state.manager.evict(&key).await?;
-    Ok(Json(if was_cached {
-        json!({ "success": true, "message": format!("model '{key}' removed from the cache"), "timestamp": now() })
-    } else {
-        json!({ "success": false, "message": format!("model '{key}' is not in the cache"), "timestamp": now() })
-    }))
+    // As the document's server: a key it does not hold, whatever the reason,
+    // is `success: false` with 200; the reason is in the message.
+    let message = match state.manager.evict(&key).await {
+        Ok(true) => {
+            return Ok(Json(
+                json!({ "success": true, "message": format!("model '{key}' removed from the cache"), "timestamp": now() }),
+            ))
+        }
+        Ok(false) => format!("model '{key}' is not in the cache"),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            format!("model '{key}' is not in the cache: {e}")
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Json(
+        json!({ "success": false, "message": message, "timestamp": now() }),
+    ))
 }
 
 pub async fn clear(State(state): State<AppState>) -> Json<Value> {
@@ -156,8 +168,9 @@ pub async fn config(
         "evicted": resized.evicted,
         "fits": resized.fits,
         "current_config": {
-            "max_cache_size": limit_or_null(budget.max_loaded_models, budget.max_loaded_models == 0),
-            "max_memory_gb": limit_or_null(budget.max_memory_bytes as f64 / GIB, budget.max_memory_bytes == 0),
+            // Numbers, as the document answers; 0 is "no limit", as the flags say.
+            "max_cache_size": budget.max_loaded_models,
+            "max_memory_gb": budget.max_memory_bytes as f64 / GIB,
         },
         "timestamp": now(),
     })))

@@ -124,10 +124,13 @@ struct BatchRequest {
 fn item(index: usize, task: String, model: String, result: Result<Done, UnifiedError>) -> Value {
     match result {
         Ok((value, ..)) => json!({ "index": index, "success": true, "result": value }),
+        // The document's `error` is the message; the structured error (code,
+        // type, details) rides beside it.
         Err(e) => json!({
             "index": index,
             "success": false,
-            "error": e.body(),
+            "error": e.message,
+            "error_detail": e.body(),
             "task": task,
             "model_name": model,
         }),
