@@ -103,6 +103,23 @@ def stop_process(proc, grace=15):
         proc.wait()
 
 
+def wait_until_up(proc, probe, what, timeout, log):
+    """Polls `probe` until it answers 200; fails with `log()` if the process
+    exits first or `timeout` s pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}:\n{log()}")
+        try:
+            if requests.get(probe, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not come up in {timeout} s:\n{log()}")
+        time.sleep(0.2)
+
+
 def start_inferd(tmp_path_factory, tag, models, args=(), timeout=60):
     """Starts `INFERD_BIN serve` on a repository of `models` ({name: model.toml
     text}, one empty version each) and a data dir of its own; yields its URL once
@@ -125,18 +142,8 @@ def start_inferd(tmp_path_factory, tag, models, args=(), timeout=60):
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"the {tag} inferd exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-                try:
-                    if requests.get(f"{url}/v2/health/live", timeout=2).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"the {tag} inferd did not come up in {timeout} s:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.2)
+            wait_until_up(proc, f"{url}/v2/health/live", f"the {tag} inferd", timeout,
+                          lambda: log_path.read_text()[-3000:])
             yield url
         finally:
             stop_process(proc)

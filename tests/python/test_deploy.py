@@ -7,13 +7,12 @@ built binary (ports swapped for free ones), which must then answer its probes.
 
 import shutil
 import subprocess
-import time
 
 import pytest
 import requests
 import yaml
 
-from conftest import REPO_ROOT, free_port, inferd_binary, stop_process
+from conftest import REPO_ROOT, free_port, inferd_binary, stop_process, wait_until_up
 
 OVERLAYS = ["kserve", "examples", "standalone", "keda"]
 CORE_KINDS = {"Deployment", "Service", "HorizontalPodAutoscaler"}
@@ -96,23 +95,14 @@ def test_the_keda_overlay_scales_on_a_gauge_inferd_exports(base_url):
     assert f"# TYPE {metric} gauge" in text, metric
 
 
-def serves_iris(args, port):
+def serves_iris(args, port, log_path):
     """Runs `inferd ARGS` until its readiness answers 200, checks that iris is
     ready there, and stops it."""
-    proc = subprocess.Popen([inferd_binary("deploy"), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([inferd_binary("deploy"), *args], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"inferd {' '.join(args)} exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"inferd {' '.join(args)} was not ready in 60 s")
-            time.sleep(0.2)
+        wait_until_up(proc, f"http://127.0.0.1:{port}/v2/health/ready", f"inferd {' '.join(args)}", 60,
+                      lambda: log_path.read_text(errors="replace")[-2000:])
         ready = requests.get(f"http://127.0.0.1:{port}/v2/models/iris/ready", timeout=10)
         assert ready.status_code == 200, ready.text
     finally:
@@ -137,7 +127,7 @@ def test_the_runtime_args_start_inferd_on_a_bare_model(tmp_path):
     args = [a.replace("{{.Name}}", "iris") for a in container["args"]]
     args = swap(args, {"--model_dir": model_dir, "--http_port": http, "--grpc_port": grpc,
                        "--data-dir": tmp_path / "data"}) + ["--host=127.0.0.1"]
-    serves_iris(args, http)
+    serves_iris(args, http, tmp_path / "inferd.log")
 
 
 def test_the_standalone_args_start_inferd_on_the_image_models(tmp_path):
@@ -147,4 +137,4 @@ def test_the_standalone_args_start_inferd_on_the_image_models(tmp_path):
                                     "--catalog": REPO_ROOT / "catalog" / "model-services.json",
                                     "--data-dir": tmp_path / "data", "--host": "127.0.0.1",
                                     "--port": http, "--grpc-port": grpc})
-    serves_iris(args, http)
+    serves_iris(args, http, tmp_path / "inferd.log")
