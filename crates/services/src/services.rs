@@ -187,14 +187,11 @@ impl Services {
             .info(&model, Some(version))
             .map(|i| i.config.backend.clone())
             .map_err(|e| ServiceError::invalid(e.to_string()))?;
+        // A framework this model does not run on is recorded as asked; the
+        // deployment then fails saying why, as a cluster's would.
         let framework = match new.framework {
-            None => backend,
-            Some(fw) if fw.eq_ignore_ascii_case(&backend) => backend,
-            Some(fw) => {
-                return Err(ServiceError::invalid(format!(
-                    "model '{model}' runs on '{backend}'; framework '{fw}' cannot serve it (leave 'framework' out or say '{backend}')"
-                )))
-            }
+            Some(fw) if !fw.eq_ignore_ascii_case(&backend) => fw,
+            _ => backend,
         };
         let id = format!("svc-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let at = now();
@@ -246,11 +243,14 @@ impl Services {
                 instances: rec.replicas as usize,
                 memory_limit: rec.memory,
             };
-            let result = this.manager.deploy(&d).await;
+            let result = match this.unsatisfiable(&rec) {
+                Some(reason) => Err(reason),
+                None => this.manager.deploy(&d).await.map_err(|e| e.to_string()),
+            };
             let id = rec.id.clone();
             let (to, reason) = match &result {
                 Ok(_) => (ServiceStatus::Running, None),
-                Err(e) => (ServiceStatus::Failed, Some(e.to_string())),
+                Err(e) => (ServiceStatus::Failed, Some(e.clone())),
             };
             let moved = this
                 .blocking(move |s| {
@@ -265,6 +265,28 @@ impl Services {
                 (Ok(_), _) => this.manager.undeploy(&rec.id).await,
             }
         });
+    }
+
+    /// Why this server cannot run the service as asked, if it cannot: a GPU
+    /// it does not have, or a framework its model does not run on.
+    fn unsatisfiable(&self, rec: &ServiceRecord) -> Option<String> {
+        if rec.gpu > 0 {
+            return Some(format!(
+                "asks for {} GPU(s), but this server has none",
+                rec.gpu
+            ));
+        }
+        let backend = self
+            .manager
+            .info(&rec.model, Some(rec.model_version))
+            .map(|i| i.config.backend.clone())
+            .ok()?;
+        (!rec.framework.eq_ignore_ascii_case(&backend)).then(|| {
+            format!(
+                "model '{}' runs on '{backend}'; framework '{}' cannot serve it",
+                rec.model, rec.framework
+            )
+        })
     }
 
     /// Deploys again the services that were running (or being created) when
