@@ -106,13 +106,9 @@ fn object<'a>(map: &'a Map<String, Value>, key: &str) -> Result<&'a Map<String, 
 
 async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    job: Job,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let job = match Job::from_headers(&state, &headers) {
-        Ok(job) => job,
-        Err(e) => return e.into_response(),
-    };
     let result = async {
         let map = wrapped(&state, body)?;
         let params = object(&map, "params")?.clone();
@@ -120,19 +116,16 @@ async fn create(
         Ok(json!({ "inventory": inv }))
     }
     .await;
-    job.accepted(&state, &headers, result)
+    job.accepted(&state, result)
 }
 
 async fn action(
     State(state): State<AppState>,
+    job: Job,
     headers: HeaderMap,
     Path(uuid): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let job = match Job::from_headers(&state, &headers) {
-        Ok(job) => job,
-        Err(e) => return e.into_response(),
-    };
     let result = async {
         let map = wrapped(&state, body)?;
         let (name, args) = match map.iter().next() {
@@ -158,7 +151,7 @@ async fn action(
         }
     }
     .await;
-    job.accepted(&state, &headers, result)
+    job.accepted(&state, result)
 }
 
 /// Runs a recipe as a seed-003 inference service in one call: the model is
@@ -236,14 +229,10 @@ async fn deploy(
 /// a recipe (a deployed service keeps its own copy of what it needs).
 async fn remove(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    job: Job,
     Path(uuid): Path<String>,
     p: Params,
 ) -> Response {
-    let job = match Job::from_headers(&state, &headers) {
-        Ok(job) => job,
-        Err(e) => return e.into_response(),
-    };
     let id = uuid.clone();
     let result = async {
         let Query(params) = p.map_err(|e| ZsError::invalid_argument(e.body_text()))?;
@@ -263,5 +252,5 @@ async fn remove(
         }
     }
     .await;
-    job.accepted(&state, &headers, result)
+    job.accepted(&state, result)
 }

@@ -12,8 +12,9 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use inferd_services::Finished;
@@ -31,15 +32,21 @@ pub fn routes() -> Routes {
     Routes::new(Face::ZStack).get("/zstack/v1/api-jobs/{uuid}", Access::Admin, poll)
 }
 
-/// A change's job, checked before the change is made: bad `X-Job-UUID` or
-/// `X-Web-Hook` headers refuse the request with nothing changed.
+/// A change's job, an extractor checked before the change is made: bad
+/// `X-Job-UUID` or `X-Web-Hook` headers refuse the request with nothing
+/// changed.
 pub struct Job {
     id: String,
     hook: Option<reqwest::Url>,
+    /// The Host the client used, for the location it is told to poll.
+    host: String,
 }
 
-impl Job {
-    pub fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<Job, ZsError> {
+impl FromRequestParts<AppState> for Job {
+    type Rejection = ZsError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Job, ZsError> {
+        let headers = &parts.headers;
         let text = |name: &str| -> Result<Option<&str>, ZsError> {
             headers
                 .get(name)
@@ -64,17 +71,19 @@ impl Job {
         let hook = text("X-Web-Hook")?
             .map(|url| webhook(state, url))
             .transpose()?;
-        Ok(Job { id, hook })
+        let host = text(header::HOST.as_str())
+            .ok()
+            .flatten()
+            .unwrap_or("localhost")
+            .to_string();
+        Ok(Job { id, hook, host })
     }
+}
 
+impl Job {
     /// Keeps the change's answer for polling, sends it to the webhook, and
     /// answers 202 with where to poll.
-    pub fn accepted(
-        self,
-        state: &AppState,
-        headers: &HeaderMap,
-        result: Result<Value, ZsError>,
-    ) -> Response {
+    pub fn accepted(self, state: &AppState, result: Result<Value, ZsError>) -> Response {
         let finished = match result {
             Ok(mut v) => {
                 v["success"] = Value::Bool(true);
@@ -101,11 +110,7 @@ impl Job {
         if let Some(hook) = self.hook {
             tokio::spawn(deliver(hook, self.id.clone(), finished));
         }
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        let location = format!("http://{host}{JOBS}/{}", self.id);
+        let location = format!("http://{}{JOBS}/{}", self.host, self.id);
         (
             StatusCode::ACCEPTED,
             [(header::LOCATION, location.clone())],
