@@ -115,6 +115,27 @@ fn status_of(answer: &str) -> u16 {
 
 const GET_LIVE: &[u8] = b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n";
 
+/// A client whose socket takes in at most a few KiB, so that an answer it
+/// does not read soon fills the server's side.
+async fn slow_reader(addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Under a cap of one connection, a new client is served: `holder` gave its
+/// place back.
+async fn assert_the_only_place_is_free(addr: SocketAddr, holder: &str) {
+    let mut next = TcpStream::connect(addr).await.unwrap();
+    next.write_all(GET_LIVE).await.unwrap();
+    let answer = read_answer(&mut next).await;
+    assert_eq!(
+        status_of(&answer),
+        200,
+        "{holder} still holds the only connection: {answer}"
+    );
+}
+
 #[tokio::test]
 async fn a_half_sent_head_is_cut_off_after_the_header_timeout() {
     let server = start(quick(300)).await;
@@ -512,9 +533,7 @@ async fn a_client_that_never_reads_its_answer_gives_its_connection_and_budget_ba
     let text = "x".repeat(16 << 20);
     let body = serde_json::json!({"inputs": [{"name": "INPUT0", "shape": [1], "datatype": "BYTES", "data": [text]}]})
         .to_string();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut greedy = socket.connect(server.addr).await.unwrap();
+    let mut greedy = slow_reader(server.addr).await;
     greedy
         .write_all(
             format!(
@@ -528,14 +547,7 @@ async fn a_client_that_never_reads_its_answer_gives_its_connection_and_budget_ba
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(m.inflight().used(), 0, "the unread answer holds the budget");
-    let mut next = TcpStream::connect(server.addr).await.unwrap();
-    next.write_all(GET_LIVE).await.unwrap();
-    let answer = read_answer(&mut next).await;
-    assert_eq!(
-        status_of(&answer),
-        200,
-        "the unread answer holds the only connection: {answer}"
-    );
+    assert_the_only_place_is_free(server.addr, "the unread answer").await;
     drop(greedy);
 }
 
@@ -554,22 +566,13 @@ async fn a_stream_its_client_stops_reading_is_cut_off_after_the_send_timeout() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(listener, app, limits, std::future::pending()));
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stalled = socket.connect(addr).await.unwrap();
+    let mut stalled = slow_reader(addr).await;
     stalled
         .write_all(b"GET /endless HTTP/1.1\r\nHost: t\r\n\r\n")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut next = TcpStream::connect(addr).await.unwrap();
-    next.write_all(GET_LIVE).await.unwrap();
-    let answer = read_answer(&mut next).await;
-    assert_eq!(
-        status_of(&answer),
-        200,
-        "the unread stream still holds the only connection: {answer}"
-    );
+    assert_the_only_place_is_free(addr, "the unread stream").await;
     drop(stalled);
 }
 
