@@ -12,6 +12,10 @@ use inferd_core::ManagerConfig;
 use inferd_http::{Compat, ConnectionLimits, JobConfig, ServiceLimits, WsLimits};
 use serde::Deserialize;
 
+use crate::orchestrator::{
+    OrchestratorArgs, OrchestratorFile, OrchestratorKind, OrchestratorSettings,
+};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CompatArg {
@@ -150,6 +154,8 @@ pub struct ServeArgs {
     /// message before it is closed (default 300000).
     #[arg(long, env = "INFERD_WS_IDLE_TIMEOUT_MS")]
     pub ws_idle_timeout_ms: Option<u64>,
+    #[command(flatten)]
+    pub orchestrator: OrchestratorArgs,
 }
 
 /// The config file's keys: the same names as the flags.
@@ -189,6 +195,12 @@ pub(crate) struct FileConfig {
     ws_max_message_bytes: Option<usize>,
     ws_max_frame_bytes: Option<usize>,
     ws_idle_timeout_ms: Option<u64>,
+    orchestrator: Option<OrchestratorKind>,
+    kubeconfig: Option<PathBuf>,
+    kube_namespace: Option<String>,
+    kube_storage_uri_prefix: Option<String>,
+    kube_timeout_ms: Option<u64>,
+    kube_sync_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -228,6 +240,7 @@ pub struct Settings {
     /// From SIGTERM to the end of accepting, with readiness 503.
     pub drain_delay: Duration,
     pub zstack_webhook_hosts: Vec<String>,
+    pub orchestrator: OrchestratorSettings,
 }
 
 impl ServeArgs {
@@ -367,6 +380,14 @@ impl ServeArgs {
             } else {
                 self.zstack_webhook_hosts
             },
+            orchestrator: self.orchestrator.resolve(OrchestratorFile {
+                orchestrator: file.orchestrator,
+                kubeconfig: file.kubeconfig,
+                kube_namespace: file.kube_namespace,
+                kube_storage_uri_prefix: file.kube_storage_uri_prefix,
+                kube_timeout_ms: file.kube_timeout_ms,
+                kube_sync_ms: file.kube_sync_ms,
+            })?,
         })
     }
 }
@@ -451,7 +472,7 @@ fn ws_limits(
 /// A setting in milliseconds (flag or file key, else `default`); 0 is
 /// refused, and so is more than a day, which no client-facing wait needs and
 /// which keeps every `Instant + timeout` far from the clock's end.
-fn millis(set: Option<u64>, default: Duration, name: &str) -> anyhow::Result<Duration> {
+pub(crate) fn millis(set: Option<u64>, default: Duration, name: &str) -> anyhow::Result<Duration> {
     const DAY_MS: u64 = 24 * 3600 * 1000;
     let value = set.map(Duration::from_millis).unwrap_or(default);
     if value.is_zero() || value > Duration::from_millis(DAY_MS) {

@@ -5,6 +5,7 @@
 mod admin;
 mod config;
 mod kserve;
+mod orchestrator;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -115,11 +116,17 @@ async fn main() -> anyhow::Result<()> {
     state.session_ttl = settings.session_ttl;
     state.zstack_webhook_hosts = settings.zstack_webhook_hosts.clone();
     state.ws = settings.ws;
+    let reconcile_every;
+    (state.services, reconcile_every) =
+        orchestrator::attach(state.services, &settings.orchestrator).await?;
     let state = inferd_http::start_jobs(state, store, settings.jobs).await?;
     match state.services.restore().await {
         Ok(0) => {}
         Ok(n) => tracing::info!("deploying {n} inference services again"),
         Err(e) => tracing::warn!("cannot restore inference services: {}", e.message),
+    }
+    if let Some(every) = reconcile_every {
+        state.services.spawn_reconciler(every);
     }
     let (draining, drain_delay) = (state.draining.clone(), settings.drain_delay);
     let app = inferd_http::router(state);

@@ -7,13 +7,17 @@
 //!   both create;
 //! - `jobs`: the durable async job queue, which runs each job through the
 //!   face that accepted it;
+//! - `orchestrator`: where a service's instances run (this process, or a
+//!   cluster through `inferd-kube`);
 //! - `results`: the results of accepted changes, kept for polling (ZStack's
 //!   api-jobs).
 
 pub mod jobs;
+pub mod orchestrator;
 mod results;
 mod services;
 
 pub use jobs::{JobConfig, JobError, JobOutcome, JobRunner, Jobs};
+pub use orchestrator::{Later, Local, Observed, Orchestrator, Phase, Progress};
 pub use results::{Finished, ResultError, Results};
 pub use services::{NewService, ServiceError, ServiceLimits, Services};

@@ -6,14 +6,16 @@
 //! again. The services face and the ZStack catalog's deploy both drive it, so
 //! a service made either way lives the same life.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use inferd_core::manager::Deployment;
 use inferd_core::{CoreError, ErrorKind, Manager};
 use inferd_store::{
     now, Admission, Restart, ServiceFilter, ServiceRecord, ServiceStatus, Store, StoreError,
 };
+
+use crate::orchestrator::{Local, Observed, Orchestrator, Phase, Progress};
 
 /// Limits on what a service may ask for.
 #[derive(Debug, Clone, Copy)]
@@ -32,14 +34,6 @@ impl Default for ServiceLimits {
             max_replicas: 8,
             memory_bytes: None,
         }
-    }
-}
-
-impl ServiceLimits {
-    fn memory_ceiling(&self) -> u64 {
-        self.memory_bytes
-            .or_else(inferd_core::budget::physical_memory)
-            .unwrap_or(u64::MAX)
     }
 }
 
@@ -131,19 +125,22 @@ impl Turns {
 }
 
 /// The inference services of one server. Cheap to clone: clones share the
-/// store, the model manager and the turns.
+/// store, the model manager, the orchestrator and the turns.
 #[derive(Clone)]
 pub struct Services {
     manager: Manager,
     /// `None` on a server without a data directory, which keeps no services.
     store: Option<Store>,
     limits: ServiceLimits,
+    orchestrator: Arc<dyn Orchestrator>,
     turns: Arc<Turns>,
 }
 
 impl Services {
+    /// Services whose instances run in this process.
     pub fn new(manager: Manager, store: Option<Store>, limits: ServiceLimits) -> Services {
         Services {
+            orchestrator: Arc::new(Local::new(manager.clone(), limits)),
             manager,
             store,
             limits,
@@ -151,8 +148,24 @@ impl Services {
         }
     }
 
+    /// The same services, placed by another orchestrator.
+    pub fn with_orchestrator(self, orchestrator: Arc<dyn Orchestrator>) -> Services {
+        Services {
+            orchestrator,
+            ..self
+        }
+    }
+
     pub fn limits(&self) -> ServiceLimits {
         self.limits
+    }
+
+    pub fn orchestrator(&self) -> &dyn Orchestrator {
+        self.orchestrator.as_ref()
+    }
+
+    fn memory_ceiling(&self) -> u64 {
+        self.orchestrator.memory_ceiling().unwrap_or(u64::MAX)
     }
 
     /// Runs a store call off the async threads.
@@ -214,7 +227,7 @@ impl Services {
             updated_at: at,
         };
         let saved = rec.clone();
-        let ceiling = self.limits.memory_ceiling();
+        let ceiling = self.memory_ceiling();
         match self.blocking(move |s| s.insert_service(&saved, ceiling)).await? {
             Admission::Admitted => {
                 self.spawn_deploy(rec.clone());
@@ -230,28 +243,27 @@ impl Services {
         }
     }
 
-    /// Loads the service's model, then marks it running (or failed with the
-    /// reason). A service stopped or deleted while it loads is undeployed again.
+    /// Places the service's instances, then marks it running (or failed with
+    /// the reason); an orchestrator that answers `Pending` leaves it `creating`
+    /// until `reconcile` sees it ready. A service stopped or deleted while it
+    /// loads is stopped or removed again.
     fn spawn_deploy(&self, rec: ServiceRecord) {
         let this = self.clone();
         tokio::spawn(async move {
             let _turn = this.turns.take(&rec.id).await;
-            let d = Deployment {
-                name: rec.id.clone(),
-                model: rec.model.clone(),
-                version: Some(rec.model_version),
-                instances: rec.replicas as usize,
-                memory_limit: rec.memory,
-            };
-            let result = match this.unsatisfiable(&rec) {
+            let result = match this.orchestrator.unsatisfiable(&rec) {
                 Some(reason) => Err(reason),
-                None => this.manager.deploy(&d).await.map_err(|e| e.to_string()),
+                None => this.orchestrator.deploy(&rec).await,
             };
-            let id = rec.id.clone();
             let (to, reason) = match &result {
-                Ok(_) => (ServiceStatus::Running, None),
+                Ok(Progress::Pending) => {
+                    tracing::info!(service = %rec.id, orchestrator = this.orchestrator.name(), "deployment asked for");
+                    return;
+                }
+                Ok(Progress::Done) => (ServiceStatus::Running, None),
                 Err(e) => (ServiceStatus::Failed, Some(e.clone())),
             };
+            let id = rec.id.clone();
             let moved = this
                 .blocking(move |s| {
                     s.set_service_status(&id, &[ServiceStatus::Creating], to, reason.as_deref())
@@ -262,36 +274,38 @@ impl Services {
                     tracing::info!(service = %rec.id, model = %rec.model, "running")
                 }
                 (Err(e), _) => tracing::warn!(service = %rec.id, "deployment failed: {e}"),
-                (Ok(_), _) => this.manager.undeploy(&rec.id).await,
+                (Ok(_), _) => this.undo(&rec.id).await,
             }
         });
     }
 
-    /// Why this server cannot run the service as asked, if it cannot: a GPU
-    /// it does not have, or a framework its model does not run on.
-    fn unsatisfiable(&self, rec: &ServiceRecord) -> Option<String> {
-        if rec.gpu > 0 {
-            return Some(format!(
-                "asks for {} GPU(s), but this server has none",
-                rec.gpu
-            ));
+    /// Brings a service's instances in line with a record that moved on
+    /// while they were placed: stops them, or removes them if it is gone.
+    async fn undo(&self, id: &str) {
+        let undone = match self.get(id).await {
+            Ok(rec) => self.orchestrator.stop(&rec).await.map(drop),
+            Err(_) => self.orchestrator.delete(id).await,
+        };
+        if let Err(e) = undone {
+            tracing::warn!(service = %id, "cannot take back its instances: {e}");
         }
-        let backend = self
-            .manager
-            .info(&rec.model, Some(rec.model_version))
-            .map(|i| i.config.backend.clone())
-            .ok()?;
-        (!rec.framework.eq_ignore_ascii_case(&backend)).then(|| {
-            format!(
-                "model '{}' runs on '{backend}'; framework '{}' cannot serve it",
-                rec.model, rec.framework
-            )
-        })
     }
 
     /// Deploys again the services that were running (or being created) when
     /// the server last stopped; says how many.
+    /// With an orchestrator that observes, nothing is deployed twice: one
+    /// `reconcile` brings the cluster in line with the store.
     pub async fn restore(&self) -> Result<usize, ServiceError> {
+        if self.orchestrator.observes() {
+            self.reconcile().await?;
+            let live = |st| ServiceFilter {
+                status: Some(st),
+                ..ServiceFilter::default()
+            };
+            let (_, creating) = self.list(live(ServiceStatus::Creating), 1, 1).await?;
+            let (_, running) = self.list(live(ServiceStatus::Running), 1, 1).await?;
+            return Ok((creating + running) as usize);
+        }
         let recs = self.blocking(|s| s.services_to_restore()).await?;
         for rec in &recs {
             let id = rec.id.clone();
@@ -332,7 +346,10 @@ impl Services {
     pub async fn running(&self, id: &str) -> Result<ServiceRecord, ServiceError> {
         let rec = self.get(id).await?;
         match rec.status {
-            ServiceStatus::Running => Ok(rec),
+            ServiceStatus::Running => match self.orchestrator.served_elsewhere(&rec) {
+                None => Ok(rec),
+                Some(why) => Err(ServiceError::new(ErrorKind::Unavailable, why)),
+            },
             ServiceStatus::Stopped | ServiceStatus::Stopping => {
                 Err(ServiceError::conflict(format!(
                 "inference service '{id}' is {}; start it (POST .../{id}/start) before calling it",
@@ -354,30 +371,37 @@ impl Services {
         const FROM: &[ServiceStatus] = &[ServiceStatus::Creating, ServiceStatus::Running];
         self.transition(id, FROM, ServiceStatus::Stopping, "stop")
             .await?;
+        let rec = self.get(id).await?;
         let this = self.clone();
-        let id = id.to_string();
         tokio::spawn(async move {
-            let _turn = this.turns.take(&id).await;
-            this.manager.undeploy(&id).await;
-            let sid = id.clone();
-            let _ = this
-                .blocking(move |s| {
-                    s.set_service_status(
-                        &sid,
-                        &[ServiceStatus::Stopping],
-                        ServiceStatus::Stopped,
-                        None,
-                    )
-                })
-                .await;
-            tracing::info!(service = %id, "stopped");
+            let _turn = this.turns.take(&rec.id).await;
+            match this.orchestrator.stop(&rec).await {
+                Ok(Progress::Done) => {
+                    let sid = rec.id.clone();
+                    let _ = this
+                        .blocking(move |s| {
+                            s.set_service_status(
+                                &sid,
+                                &[ServiceStatus::Stopping],
+                                ServiceStatus::Stopped,
+                                None,
+                            )
+                        })
+                        .await;
+                    tracing::info!(service = %rec.id, "stopped");
+                }
+                Ok(Progress::Pending) => tracing::info!(service = %rec.id, "stop asked for"),
+                Err(e) => {
+                    tracing::warn!(service = %rec.id, "cannot stop yet (retried while it is stopping): {e}")
+                }
+            }
         });
         Ok(())
     }
 
     /// A stopped or failed service is deployed again, if its memory still fits.
     pub async fn start(&self, id: &str) -> Result<(), ServiceError> {
-        let ceiling = self.limits.memory_ceiling();
+        let ceiling = self.memory_ceiling();
         let sid = id.to_string();
         match self.blocking(move |s| s.start_service(&sid, ceiling)).await? {
             Restart::Started => {}
@@ -407,11 +431,135 @@ impl Services {
             return Err(ServiceError::unknown(id));
         }
         let turn = self.turns.take(id).await;
-        self.manager.undeploy(id).await;
+        if let Err(e) = self.orchestrator.delete(id).await {
+            tracing::warn!(service = %id, "its instances are not removed yet (retried by the next reconcile): {e}");
+        }
         drop(turn);
         self.turns.forget(id);
         tracing::info!(service = %id, "deleted");
         Ok(())
+    }
+
+    /// Brings the orchestrator's instances in line with the store, the source
+    /// of truth, and the records' statuses in line with what it sees:
+    /// a service that should run but has no instances is placed again, a stop
+    /// or start that did not reach them is asked again, instances of deleted
+    /// services are removed, and `creating`, `running` and `stopping` follow
+    /// the phase it reports. Does nothing for an orchestrator that does not
+    /// observe.
+    pub async fn reconcile(&self) -> Result<(), ServiceError> {
+        if !self.orchestrator.observes() {
+            return Ok(());
+        }
+        // Observed before the records are read: every instance seen then
+        // belongs to a record read now, unless that service was deleted.
+        let seen = self
+            .orchestrator
+            .observe()
+            .await
+            .map_err(|e| ServiceError::new(ErrorKind::Unavailable, e))?;
+        let (recs, _) = self.list(ServiceFilter::default(), 1, u64::MAX).await?;
+        let known: HashSet<&str> = recs.iter().map(|r| r.id.as_str()).collect();
+        for rec in &recs {
+            let _turn = self.turns.take(&rec.id).await;
+            // Re-read under the turn: a stop, start or delete may have come first.
+            let Ok(rec) = self.get(&rec.id).await else {
+                continue;
+            };
+            self.follow(&rec, seen.get(&rec.id)).await;
+        }
+        for id in seen.keys().filter(|id| !known.contains(id.as_str())) {
+            match self.orchestrator.delete(id).await {
+                Ok(()) => {
+                    tracing::info!(service = %id, "removed the instances of a deleted service")
+                }
+                Err(e) => {
+                    tracing::warn!(service = %id, "cannot remove the instances of a deleted service: {e}")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One record against what the orchestrator sees of it.
+    async fn follow(&self, rec: &ServiceRecord, seen: Option<&Observed>) {
+        use ServiceStatus::*;
+        if rec.status == Failed {
+            // Left as it failed (a start asks again), unless it recovered.
+            if seen.is_some_and(|o| o.phase == Phase::Ready && !o.stop_requested) {
+                self.record(rec, Running, None).await;
+            }
+            return;
+        }
+        let should_run = matches!(rec.status, Creating | Running);
+        let asked = match (rec.status, seen) {
+            (Creating | Running, None) => Some(self.orchestrator.deploy(rec).await),
+            (Creating | Running, Some(o)) if o.stop_requested => {
+                Some(self.orchestrator.deploy(rec).await)
+            }
+            (Stopping | Stopped, Some(o)) if !o.stop_requested => {
+                Some(self.orchestrator.stop(rec).await)
+            }
+            _ => None,
+        };
+        let (to, reason) = match (asked, seen.map(|o| &o.phase)) {
+            (Some(Err(e)), _) if should_run => (Failed, Some(e)),
+            (Some(Err(e)), _) => {
+                tracing::warn!(service = %rec.id, "cannot stop yet: {e}");
+                return;
+            }
+            (Some(Ok(_)), _) if should_run => (Creating, None),
+            (Some(Ok(_)), _) => return,
+            (None, None) => (Stopped, None),
+            (None, Some(Phase::Ready)) if should_run => (Running, None),
+            (None, Some(Phase::Failed(why))) if should_run => (Failed, Some(why.clone())),
+            (None, Some(Phase::Progressing)) if rec.status == Creating => return,
+            (None, Some(Phase::Progressing)) if should_run => (Creating, None),
+            (None, Some(Phase::Stopped)) if !should_run => (Stopped, None),
+            (None, Some(_)) => return,
+        };
+        if to != rec.status || reason != rec.reason {
+            self.record(rec, to, reason).await;
+        }
+    }
+
+    async fn record(&self, rec: &ServiceRecord, to: ServiceStatus, reason: Option<String>) {
+        let (id, from) = (rec.id.clone(), rec.status);
+        let logged = reason.clone();
+        match self
+            .blocking(move |s| s.set_service_status(&id, &[from], to, reason.as_deref()))
+            .await
+        {
+            Ok(true) => tracing::info!(
+                service = %rec.id,
+                from = from.as_str(),
+                to = to.as_str(),
+                reason = logged.as_deref().unwrap_or(""),
+                "followed the orchestrator"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(service = %rec.id, "cannot record its status: {}", e.message),
+        }
+    }
+
+    /// Runs `reconcile` every `every`, for as long as the process lives.
+    pub fn spawn_reconciler(&self, every: Duration) {
+        if !self.orchestrator.observes() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = this.reconcile().await {
+                    tracing::warn!(
+                        orchestrator = this.orchestrator.name(),
+                        "cannot reconcile services: {}",
+                        e.message
+                    );
+                }
+            }
+        });
     }
 
     /// Moves a service between states, or says why it cannot: unknown id, or a
