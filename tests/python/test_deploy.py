@@ -14,8 +14,9 @@ import yaml
 
 from conftest import REPO_ROOT, free_port, inferd_binary, stop_process, wait_until_up
 
-OVERLAYS = ["kserve", "examples", "standalone", "keda"]
-CORE_KINDS = {"Deployment", "Service", "HorizontalPodAutoscaler"}
+OVERLAYS = ["kserve", "examples", "standalone", "keda", "orchestrator"]
+CORE_KINDS = {"Deployment", "Service", "HorizontalPodAutoscaler", "ServiceAccount", "Role", "RoleBinding",
+              "PersistentVolumeClaim"}
 K8S_VERSION = "1.33.0"
 
 
@@ -138,3 +139,39 @@ def test_the_standalone_args_start_inferd_on_the_image_models(tmp_path):
                                     "--data-dir": tmp_path / "data", "--host": "127.0.0.1",
                                     "--port": http, "--grpc-port": grpc})
     serves_iris(args, http, tmp_path / "inferd.log")
+
+
+def test_the_orchestrator_overlay_may_manage_inference_services_and_nothing_else(tmp_path):
+    docs = render("orchestrator")
+    one(docs, "ClusterServingRuntime")
+    assert not [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"], "one writer: its store"
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    pod = deployment["spec"]["template"]["spec"]
+    account = pod["serviceAccountName"]
+    assert one(docs, "ServiceAccount")["metadata"]["name"] == account
+    binding = one(docs, "RoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account}]
+    role = one(docs, "Role")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    (rule,) = role["rules"]
+    assert rule["apiGroups"] == ["serving.kserve.io"] and rule["resources"] == ["inferenceservices"]
+    # What the orchestrator calls: create, get/list, merge patch, delete.
+    assert {"create", "get", "list", "patch", "delete"} <= set(rule["verbs"]), rule
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    assert one(docs, "PersistentVolumeClaim")["metadata"]["name"] in claims
+    (container,) = pod["containers"]
+    assert "--orchestrator=kubernetes" in container["args"]
+    # The args start the binary; no cluster answers here, so the services
+    # are not reconciled, but the server comes up and serves its models.
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        f"apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n"
+        f"    server: http://127.0.0.1:{free_port()}\ncontexts:\n- name: c\n  context:\n    cluster: c\n"
+        f"    user: u\nusers:\n- name: u\n  user: {{}}\n")
+    http, grpc = free_port(), free_port()
+    args = swap(container["args"], {"--models": REPO_ROOT / "models",
+                                    "--catalog": REPO_ROOT / "catalog" / "model-services.json",
+                                    "--data-dir": tmp_path / "data", "--host": "127.0.0.1",
+                                    "--port": http, "--grpc-port": grpc})
+    serves_iris(args + [f"--kubeconfig={kubeconfig}", "--kube-timeout-ms=1000"], http, tmp_path / "inferd.log")
