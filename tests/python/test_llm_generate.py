@@ -168,6 +168,20 @@ def test_max_new_tokens_bounds_the_answer(llm, http, base_url, n):
     assert body["generated_text"], body
 
 
+def test_nulls_and_unknown_fields_read_as_pydantic_reads_them(llm, http, base_url):
+    """`null` is absent and unknown fields (TGI's `details`) are ignored, as the
+    document's FastAPI server does."""
+    body = answer(http.post(f"{base_url}/v1/generate", json={
+        "model_id": LLM, "inputs": COUNTING, "scenario": None, "parameters": None, "details": True},
+        timeout=120))
+    assert 0 < body["tokens"] <= 128, body
+    body = answer(http.post(f"{base_url}/v1/generate", json={
+        "model_id": LLM, "inputs": COUNTING,
+        "parameters": {"max_new_tokens": 3, "temperature": None, "stop": None, "details": True}},
+        timeout=120))
+    assert body["tokens"] == 3, body
+
+
 def test_defaults_without_parameters(llm, http, base_url):
     """No `parameters` at all: seed 002's defaults (sampling, 128 new tokens)."""
     body = answer(generate(http, base_url, "Tell me about the Moon."))

@@ -189,6 +189,19 @@ def test_full_health_probes_remote_servers(second):
     assert body["healthy"] == sum(1 for s in details.values() if s == "healthy")
 
 
+def test_health_agrees_with_the_last_full_probe(second):
+    """`/health` probes nothing, but a model that failed `/health/full` is
+    unhealthy there too, with the same reason, until a probe passes."""
+    full = requests.get(f"{second}/health/full", timeout=60).json()
+    quick = requests.get(f"{second}/health", timeout=10).json()
+    assert quick["models"]["remote_down"] == "unhealthy", quick
+    assert quick["reasons"]["remote_down"] == full["reasons"]["remote_down"], (quick, full)
+    assert quick["status"] == full["status"] == "degraded", (quick, full)
+    for name, state in full["details"].items():
+        if state == "unhealthy":
+            assert quick["models"][name] == "unhealthy", (name, quick)
+
+
 def test_health_lists_every_text_model(second):
     body = requests.get(f"{second}/health", timeout=10).json()
     assert set(body["models"]) == ALL_MODELS, body

@@ -125,14 +125,19 @@ def test_predict_unknown_model_is_404(http, base_url):
     assert_detail(resp, 404)
 
 
-def test_predict_unknown_field_is_422(http, base_url):
+def test_predict_ignores_unknown_fields_and_takes_an_integer_id(http, base_url):
+    """As Pinferencia's pydantic model: unknown fields are ignored, an integer
+    `id` is read as its text."""
     resp = http.post(
         f"{base_url}/v1/models/iris/predict",
-        json={"data": [SETOSA], "extra": 1},
+        json={"id": 7, "data": [SETOSA], "extra": 1, "parameters": None},
         timeout=30,
     )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["id"] == "7" and resp.json()["data"][0]["label"] == 0, resp.json()
+    resp = http.post(f"{base_url}/v1/models/iris/predict", json={"id": [7], "data": [SETOSA]}, timeout=30)
     assert_detail(resp, 422)
-    assert "extra" in str(resp.json()["detail"])
+    assert "id" in str(resp.json()["detail"])
 
 
 def test_predict_without_data_is_422(http, base_url):

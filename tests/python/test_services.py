@@ -163,7 +163,7 @@ def test_full_life_cycle(api, services):
 
     rec = api.wait_for(sid, "running")
     want = {"service_id": sid, "name": name, "description": "手写数字分类", "workspace_id": ws,
-            "model_id": "digits", "model_version": "v1", "framework": "onnx", "cpu": 1,
+            "model_id": "digits", "model_version": "v1.0", "framework": "onnx", "cpu": 1,
             "memory": SMALL, "gpu": 0, "replicas": 2, "endpoint_url": data["endpoint_url"],
             "status": "running", "reason": None, "created_at": data["created_at"]}
     for key, value in want.items():
@@ -194,9 +194,26 @@ def test_full_life_cycle(api, services):
 
 @pytest.mark.parametrize("version,framework", [(1, "ONNX"), ("1", "Onnx"), ("v1.0", ...), (..., ...)])
 def test_model_version_and_framework_spellings(api, services, version, framework):
+    """Every spelling runs version 1 on onnx, and comes back as it was sent
+    (what was not sent comes back resolved)."""
     sid = created_id(services(model_version=version, framework=framework))
     rec = api.wait_for(sid, "running")
-    assert (rec["model_version"], rec["framework"]) == ("v1", "onnx"), rec
+    want = (("v1" if version is ... else version), ("onnx" if framework is ... else framework))
+    assert (rec["model_version"], rec["framework"]) == want, rec
+    assert type(rec["model_version"]) is type(want[0]), rec
+
+
+def test_the_documents_example_is_echoed_with_its_types(api, services):
+    """Seed 003's create example: `cpu: 4` stays an integer, `model_version`
+    keeps its text, and a field the document's server would ignore is ignored."""
+    sid = created_id(services(model_id="iris", model_version="v1.0", framework="onnx", cpu=4,
+                              gpu=0, replicas=2, labels={"team": "vision"}, description=None))
+    rec = api.wait_for(sid, "running")
+    assert rec["cpu"] == 4 and type(rec["cpu"]) is int, rec
+    assert rec["model_version"] == "v1.0" and rec["description"] == "", rec
+    assert "labels" not in rec, rec
+    half = api.wait_for(created_id(services(model_id="iris", cpu=0.5)), "running")
+    assert half["cpu"] == 0.5, half
 
 
 def test_defaults(api, services):
@@ -530,7 +547,6 @@ def test_start_does_not_overcommit_memory(api, services):
     ({"model_version": "v9"}, "no version 9"),
     ({"model_version": 9}, "no version 9"),
     ({"model_version": "latest"}, "'model_version'"),
-    ({"replica": 4}, "unknown field 'replica'"),
 ])
 def test_bad_fields_are_400(api, services, fields, fragment):
     ws = workspace()

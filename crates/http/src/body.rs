@@ -111,7 +111,8 @@ impl hyper::body::Body for DeclaredTooLarge {
 }
 
 /// Parses JSON, reporting the line and column of a syntax error and the field of
-/// a shape error.
+/// a shape error. Fields the type does not know are ignored (the seed
+/// documents' servers, pydantic's, do so) and named in the debug log.
 pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
     if bytes.is_empty() {
         return Err(BodyError {
@@ -119,10 +120,27 @@ pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
             message: "request body is empty; a JSON object is expected".into(),
         });
     }
-    serde_json::from_slice(bytes).map_err(|e| BodyError {
+    let invalid = |e: serde_json::Error| BodyError {
         status: StatusCode::BAD_REQUEST,
         message: format!("request body is not valid: {e}"),
-    })
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_ignored::deserialize(
+        &mut de,
+        |path| tracing::debug!(field = %path, "ignored a field the request type does not have"),
+    )
+    .map_err(invalid)?;
+    de.end().map_err(invalid)?;
+    Ok(value)
+}
+
+/// `null` reads as the field's default, as an absent field does.
+pub fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Option::unwrap_or_default)
 }
 
 /// Plain base64 or a `data:` URL, as clients send images in JSON.

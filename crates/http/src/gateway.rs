@@ -116,25 +116,21 @@ impl From<CoreError> for GatewayError {
     }
 }
 
+/// Liberal as the document's pydantic model: unknown fields (TGI's
+/// `details`, say) are ignored and `null` is absent.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct GenerateBody {
     model_id: String,
     inputs: String,
-    #[serde(default = "base")]
-    scenario: String,
     #[serde(default)]
+    scenario: Option<String>,
+    #[serde(default, deserialize_with = "body::null_as_default")]
     parameters: Parameters,
-}
-
-fn base() -> String {
-    "base".into()
 }
 
 /// Seed 002's parameters (with its defaults), plus the usual `top_k`,
 /// `repetition_penalty` and `seed`.
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct Parameters {
     max_new_tokens: Option<u32>,
     temperature: Option<f32>,
@@ -189,7 +185,12 @@ async fn generate(
         .manager
         .info(&req.model_id, Some(model.version()))?
         .config;
-    let prompt = scenario_prompt(&req.model_id, &config.scenarios, &req.scenario, &req.inputs)?;
+    let prompt = scenario_prompt(
+        &req.model_id,
+        &config.scenarios,
+        req.scenario.as_deref().unwrap_or("base"),
+        &req.inputs,
+    )?;
     let done = model
         .start(GenerateRequest { prompt, sampling })?
         .collect()
@@ -210,18 +211,34 @@ fn overall(statuses: &Map<String, Value>) -> &'static str {
     }
 }
 
-/// `GET /health`: every text model's state as it stands, loading nothing.
+/// `GET /health`: every text model's state as it stands, loading nothing. A
+/// model that failed its last `/health/full` probe (a remote server that was
+/// down, say) stays unhealthy here until a probe passes, so the two agree.
 async fn health(State(state): State<AppState>) -> Json<Value> {
     let mut models = Map::new();
+    let mut reasons = Map::new();
     let index = state.manager.index();
+    let failed = state
+        .failed_probes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     for name in state.manager.text_model_names() {
-        let (status, _) = indexed_status(&index, &name);
+        let (status, reason) = match (indexed_status(&index, &name), failed.get(&name)) {
+            (("unhealthy", reason), _) => ("unhealthy", reason),
+            (_, Some(reason)) => ("unhealthy", Some(reason.clone())),
+            ((status, _), None) => (status, None),
+        };
+        if let Some(reason) = reason {
+            reasons.insert(name.clone(), json!(reason));
+        }
         models.insert(name, json!(status));
     }
     Json(json!({
         "status": overall(&models),
         "total": models.len(),
         "models": models,
+        "reasons": reasons,
     }))
 }
 
@@ -268,6 +285,18 @@ async fn health_full(State(state): State<AppState>) -> Json<Value> {
                 reasons.insert(name, json!(reason));
             }
         }
+    }
+    {
+        let mut failed = state
+            .failed_probes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        failed.retain(|name, _| !details.contains_key(name));
+        failed.extend(
+            reasons
+                .iter()
+                .map(|(name, why)| (name.clone(), why.as_str().unwrap_or_default().to_string())),
+        );
     }
     let healthy = details.values().filter(|s| *s == "healthy").count();
     Json(json!({

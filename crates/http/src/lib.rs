@@ -88,6 +88,9 @@ pub struct AppState {
     pub zstack_webhook_hosts: Vec<String>,
     /// Answers of accepted ZStack changes, for `GET /zstack/v1/api-jobs/{uuid}`.
     api_results: Arc<Results>,
+    /// Why each text model failed the last `/health/full` probe, so `/health`
+    /// (which loads and probes nothing) tells the same.
+    failed_probes: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl AppState {
@@ -107,6 +110,7 @@ impl AppState {
             zstack_webhook_hosts: Vec::new(),
             // ZStack keeps a job about two days; at most 10000 are kept here.
             api_results: Arc::new(Results::new(Duration::from_secs(2 * 86_400), 10_000)),
+            failed_probes: Arc::default(),
         }
     }
 

@@ -202,9 +202,11 @@ async fn change(
     }
 }
 
+/// Liberal as Pinferencia's pydantic models: unknown fields are ignored, and
+/// an integer `id` reads as its text.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct PredictRequest {
+    #[serde(default, deserialize_with = "id_text")]
     id: Option<String>,
     #[serde(rename = "parameters")]
     _parameters: Option<Map<String, Value>>,
@@ -212,12 +214,25 @@ struct PredictRequest {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct InferRequest {
+    #[serde(default, deserialize_with = "id_text")]
     id: Option<String>,
     #[serde(rename = "parameters")]
     _parameters: Option<Map<String, Value>>,
     instances: Vec<Value>,
+}
+
+fn id_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(other) => {
+            return Err(serde::de::Error::custom(format!(
+                "'id' must be a string or a number, not {other}"
+            )))
+        }
+    })
 }
 
 async fn predict(

@@ -31,7 +31,7 @@ pub(crate) fn summary(s: &ServiceRecord, headers: &HeaderMap) -> Value {
 
 pub(crate) fn full(s: &ServiceRecord, headers: &HeaderMap) -> Value {
     let mut v = summary(s, headers);
-    let extra = json!({
+    let mut extra = json!({
         "description": s.description,
         "workspace_id": s.workspace_id,
         "model_id": s.model,
@@ -43,6 +43,14 @@ pub(crate) fn full(s: &ServiceRecord, headers: &HeaderMap) -> Value {
         "reason": s.reason,
         "updated_at": time::rfc3339(s.updated_at),
     });
+    // A whole number of cores reads back as an integer (a Go `int` decodes it).
+    if s.cpu.fract() == 0.0 && s.cpu < 1e15 {
+        extra["cpu"] = json!(s.cpu as u64);
+    }
+    let sent = s.sent.as_deref().and_then(|t| serde_json::from_str(t).ok());
+    if let (Value::Object(extra), Some(Value::Object(sent))) = (&mut extra, sent) {
+        extra.extend(sent);
+    }
     if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
         v.extend(extra);
     }
@@ -100,6 +108,16 @@ impl Fields<'_> {
     }
 }
 
+/// `cpu`, `model_version` and `framework` as the client wrote them (`4`,
+/// `"v1.0"`, `"ONNX"`), to echo instead of the resolved `4.0`, `"v1"`, `"onnx"`.
+fn as_sent(map: &Map<String, Value>) -> Option<String> {
+    let sent: Map<String, Value> = ["cpu", "model_version", "framework"]
+        .into_iter()
+        .filter_map(|k| Some((k.to_string(), map.get(k).filter(|v| !v.is_null())?.clone())))
+        .collect();
+    (!sent.is_empty()).then(|| Value::Object(sent).to_string())
+}
+
 /// `v1.0`, `1` or 1 → version 1.
 fn parse_version(text: &str) -> Result<u64, ServiceError> {
     let t = text.trim().trim_start_matches(['v', 'V']);
@@ -122,7 +140,7 @@ pub(crate) fn new_service(
     map: &Map<String, Value>,
     limits: ServiceLimits,
 ) -> Result<NewService, ServiceError> {
-    // A misspelt field ("replica": 4) must not deploy something else quietly.
+    // Unknown fields are ignored, as the document's server (pydantic) does.
     const FIELDS: [&str; 10] = [
         "name",
         "description",
@@ -135,11 +153,8 @@ pub(crate) fn new_service(
         "gpu",
         "replicas",
     ];
-    if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(ServiceError::invalid(format!(
-            "unknown field '{unknown}'; a service takes {}",
-            FIELDS.join(", ")
-        )));
+    for unknown in map.keys().filter(|k| !FIELDS.contains(&k.as_str())) {
+        tracing::debug!(field = %unknown, "ignored an unknown field of a service");
     }
     let f = Fields(map);
     let name = f
@@ -188,5 +203,6 @@ pub(crate) fn new_service(
         memory,
         gpu: gpu as u32,
         replicas,
+        sent: as_sent(map),
     })
 }

@@ -157,6 +157,7 @@ mod tests {
             reason: None,
             created_at: 0.0,
             updated_at: 0.0,
+            sent: None,
         }
     }
 

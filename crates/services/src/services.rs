@@ -96,6 +96,9 @@ pub struct NewService {
     pub memory: u64,
     pub gpu: u32,
     pub replicas: u32,
+    /// The fields as sent, where they differ from their resolved values (a
+    /// JSON object), for answers to echo.
+    pub sent: Option<String>,
 }
 
 /// One turn at a time per service: its deploy, its undeploy and the status
@@ -225,6 +228,7 @@ impl Services {
             reason: None,
             created_at: at,
             updated_at: at,
+            sent: new.sent,
         };
         let saved = rec.clone();
         let ceiling = self.memory_ceiling();

@@ -104,6 +104,9 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX services_created ON services (created_at, id);",
     catalog::SCHEMA,
+    // Fields as the client sent them (a JSON object: `cpu: 4`, `model_version:
+    // "v1.0"`), echoed back in place of the resolved values.
+    "ALTER TABLE services ADD COLUMN sent TEXT;",
 ];
 
 #[derive(Clone)]

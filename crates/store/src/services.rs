@@ -57,6 +57,10 @@ pub struct ServiceRecord {
     pub reason: Option<String>,
     pub created_at: f64,
     pub updated_at: f64,
+    /// The fields the client sent whose resolved value differs in type or
+    /// text (a JSON object such as `{"cpu": 4, "model_version": "v1.0"}`),
+    /// so answers echo what was sent.
+    pub sent: Option<String>,
 }
 
 /// List filters; `None` matches every service.
@@ -69,7 +73,7 @@ pub struct ServiceFilter {
 }
 
 const COLUMNS: &str = "id, name, description, workspace_id, model, model_version, framework, \
-     cpu, memory, gpu, replicas, status, reason, created_at, updated_at";
+     cpu, memory, gpu, replicas, status, reason, created_at, updated_at, sent";
 
 fn record(r: &Row<'_>) -> rusqlite::Result<(ServiceRecord, String)> {
     Ok((
@@ -89,6 +93,7 @@ fn record(r: &Row<'_>) -> rusqlite::Result<(ServiceRecord, String)> {
             reason: r.get(12)?,
             created_at: r.get(13)?,
             updated_at: r.get(14)?,
+            sent: r.get(15)?,
         },
         r.get(11)?,
     ))
@@ -145,7 +150,7 @@ impl Store {
         let res = conn.execute(
             &format!(
                 "INSERT INTO services ({COLUMNS})
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?17
                  WHERE ?9 + {RESERVED} <= ?16"
             ),
             params![
@@ -164,7 +169,8 @@ impl Store {
                 s.reason,
                 s.created_at,
                 s.updated_at,
-                ceiling.min(i64::MAX as u64) as i64
+                ceiling.min(i64::MAX as u64) as i64,
+                s.sent
             ],
         );
         match res {
@@ -336,6 +342,7 @@ mod tests {
             reason: None,
             created_at: now(),
             updated_at: now(),
+            sent: Some(r#"{"cpu": 1}"#.into()),
         }
     }
 

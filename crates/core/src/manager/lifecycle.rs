@@ -264,12 +264,23 @@ impl Manager {
                     st.budget
                 };
                 let evict = st.pick_evictions(needed, budget).ok_or_else(|| {
+                    // Name only the limits that refuse it: a count limit of 1
+                    // must not read as a memory budget the model fits in.
                     let b = st.budget;
+                    let refuses = |only: Budget| st.pick_evictions(needed, only).is_none();
                     let mut limits = Vec::new();
-                    if b.max_loaded_models > 0 {
+                    let by_count = Budget {
+                        max_memory_bytes: 0,
+                        ..b
+                    };
+                    let by_memory = Budget {
+                        max_loaded_models: 0,
+                        ..b
+                    };
+                    if b.max_loaded_models > 0 && refuses(by_count) {
                         limits.push(format!("max_loaded_models {}", b.max_loaded_models));
                     }
-                    if b.max_memory_bytes > 0 {
+                    if b.max_memory_bytes > 0 && (limits.is_empty() || refuses(by_memory)) {
                         limits.push(format!(
                             "memory budget {} bytes, this model needs about {needed}",
                             b.max_memory_bytes

@@ -311,12 +311,12 @@ fn cases() -> Vec<Case> {
             "needs a verb",
         ),
         case(
-            "Pinferencia: unknown field",
+            "Pinferencia: an id that is neither text nor a number",
             "/v1/models/iris/predict",
-            r#"{"data": [[1,2,3,4]], "extra": 1}"#,
+            r#"{"id": [1], "data": [[1,2,3,4]]}"#,
             S::UNPROCESSABLE_ENTITY,
             "detail",
-            "unknown field `extra`",
+            "'id' must be a string or a number",
         ),
         case(
             "Pinferencia: unknown model",

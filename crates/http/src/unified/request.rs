@@ -37,20 +37,25 @@ pub const KNOWN_TASKS: [&str; 4] = [
     TEXT_GENERATION,
 ];
 
+/// Liberal as seed 004's pydantic model: unknown fields are ignored and
+/// `null` is absent.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct UnifiedRequest {
     pub task: String,
-    #[serde(default = "default_engine")]
+    #[serde(default = "default_engine", deserialize_with = "engine_or_default")]
     pub engine: String,
     pub model_name: String,
     pub data: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::body::null_as_default")]
     pub options: Map<String, Value>,
 }
 
 fn default_engine() -> String {
     "transformers".into()
+}
+
+fn engine_or_default<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_else(default_engine))
 }
 
 /// A request whose task, engine and model fit together.

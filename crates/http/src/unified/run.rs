@@ -114,10 +114,9 @@ pub async fn infer_multimodal(
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct BatchRequest {
     requests: Vec<UnifiedRequest>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::body::null_as_default")]
     parallel: bool,
 }
 
@@ -203,7 +202,6 @@ enum PreloadItem {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct PreloadRequest {
     models: Vec<PreloadItem>,
 }
