@@ -24,6 +24,10 @@ fn json_of(body: &str) -> Value {
 }
 
 fn serve(fake: &FakeKube, data: &Path, timeout_ms: u64) -> Server {
+    serve_syncing(fake, data, timeout_ms, 100)
+}
+
+fn serve_syncing(fake: &FakeKube, data: &Path, timeout_ms: u64, sync_ms: u64) -> Server {
     let config = fake.kubeconfig(data, "ml");
     Server::start_with_data(
         &workspace().join("models"),
@@ -36,7 +40,7 @@ fn serve(fake: &FakeKube, data: &Path, timeout_ms: u64) -> Server {
             "--kube-storage-uri-prefix",
             "pvc://models/",
             "--kube-sync-ms",
-            "100",
+            &sync_ms.to_string(),
             "--kube-timeout-ms",
             &timeout_ms.to_string(),
         ],
@@ -193,9 +197,12 @@ fn a_service_is_an_inference_service_that_follows_kserve() {
     wait_status(&addr, &id, "running");
 
     // KServe cannot load it: failed, with KServe's reason.
-    fake.set_status(&id, json!({"conditions": [{"type": "Ready", "status": "False"}],
+    std::thread::sleep(Duration::from_millis(1100));
+    let failure = json!({"conditions": [{"type": "Ready", "status": "False"}],
         "modelStatus": {"transitionStatus": "BlockedByFailedLoad",
-            "lastFailureInfo": {"reason": "ModelLoadFailed", "message": "no model.onnx under /mnt/models"}}}));
+            "lastFailureInfo": {"reason": "ModelLoadFailed", "message": "no model.onnx under /mnt/models",
+                "time": inferd_store::time::rfc3339(inferd_store::now())}}});
+    fake.set_status(&id, failure);
     let failed = wait_status(&addr, &id, "failed");
     assert!(
         failed
@@ -203,6 +210,28 @@ fn a_service_is_an_inference_service_that_follows_kserve() {
             .contains("no model.onnx under /mnt/models"),
         "{failed}"
     );
+
+    // A start rolls the pods (a new deployed-at) and the old failure is not
+    // taken for the new attempt's.
+    let rolled = |isvc: Option<Value>| isvc.unwrap()["spec"]["predictor"]["annotations"].clone();
+    let before = rolled(fake.object(&id));
+    std::thread::sleep(Duration::from_millis(1100));
+    let (code, body) = http(
+        &addr,
+        "POST",
+        &format!("/api/v1/inference/services/{id}/start"),
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    until(
+        "a new deployed-at",
+        || rolled(fake.object(&id)),
+        |a| *a != before,
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(service(&addr, &id)["status"], "creating");
+    fake.set_status(&id, ready(true));
+    wait_status(&addr, &id, "running");
 
     let (code, body) = http(
         &addr,
@@ -221,57 +250,71 @@ fn a_service_is_an_inference_service_that_follows_kserve() {
 fn the_api_s_refusals_and_silences_become_reasons() {
     let fake = FakeKube::start();
     let data = temp_dir("kube-errors");
-    let server = serve(&fake, &data, 500);
+    // Readings a second apart, so a transient reason can be seen before the retry.
+    let server = serve_syncing(&fake, &data, 500, 1000);
     let addr = server.addr.clone();
 
+    // Refused: failed for good, with the cluster's answer; a stop still works.
     fake.fail_next(Method::POST, Fault::Status(403));
     let denied = create(&addr, "denied");
     let failed = wait_status(&addr, &denied, "failed");
     assert!(failed.to_string().contains("403"), "{failed}");
-
-    fake.fail_next(Method::POST, Fault::Status(500));
-    let broken = create(&addr, "broken");
-    let failed = wait_status(&addr, &broken, "failed");
-    assert!(failed.to_string().contains("500"), "{failed}");
-    // A start asks again, and this time the cluster takes it.
     let (code, body) = http(
         &addr,
         "POST",
-        &format!("/api/v1/inference/services/{broken}/start"),
+        &format!("/api/v1/inference/services/{denied}/stop"),
         "",
     );
     assert_eq!(code, 200, "{body}");
-    until(
-        "the InferenceService",
-        || fake.object(&broken),
-        Option::is_some,
-    );
+    wait_status(&addr, &denied, "stopped");
 
-    fake.fail_next(Method::POST, Fault::Silence);
-    let slow = create(&addr, "slow");
-    let failed = wait_status(&addr, &slow, "failed");
-    assert!(failed.to_string().contains("within 500 ms"), "{failed}");
+    // The API server's own failure, and no answer at all: still creating,
+    // with the reason, and asked again until the cluster takes it.
+    for (fault, said) in [
+        (Fault::Status(500), "500"),
+        (Fault::Silence, "within 500 ms"),
+    ] {
+        fake.fail_next(Method::POST, fault);
+        let id = create(&addr, &format!("retried-{said}").replace(' ', "-"));
+        let seen = until(
+            &format!("{id} creating with the reason '{said}'"),
+            || service(&addr, &id),
+            |s| s["reason"].as_str().is_some_and(|r| r.contains(said)),
+        );
+        assert_eq!(seen["status"], "creating", "{seen}");
+        until("the InferenceService", || fake.object(&id), Option::is_some);
+        fake.set_status(&id, ready(true));
+        wait_status(&addr, &id, "running");
+    }
 
     // A delete the cluster refuses: the record goes, and the next reconcile
     // removes what is left on the cluster.
+    let gone = create(&addr, "gone");
+    until(
+        "the InferenceService",
+        || fake.object(&gone),
+        Option::is_some,
+    );
     fake.fail_next(Method::DELETE, Fault::Status(500));
     let (code, body) = http(
         &addr,
         "DELETE",
-        &format!("/api/v1/inference/services/{broken}"),
+        &format!("/api/v1/inference/services/{gone}"),
         "",
     );
     assert_eq!(code, 200, "{body}");
-    until(
-        "the orphan removed",
-        || fake.object(&broken),
-        Option::is_none,
-    );
+    until("the orphan removed", || fake.object(&gone), Option::is_none);
 
-    // The server never stops answering while the cluster misbehaves.
+    // A reading the cluster refuses changes nothing, and the next one follows.
+    let watched = create(&addr, "watched");
+    until(
+        "the InferenceService",
+        || fake.object(&watched),
+        Option::is_some,
+    );
     fake.fail_next(Method::GET, Fault::Status(403));
-    let (code, body) = http(&addr, "GET", "/api/v1/inference/services", "");
-    assert_eq!(code, 200, "{body}");
+    fake.set_status(&watched, ready(true));
+    wait_status(&addr, &watched, "running");
 }
 
 #[test]

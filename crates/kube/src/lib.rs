@@ -17,7 +17,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use inferd_services::{Later, Observed, Orchestrator, Progress};
+use inferd_services::{Later, Observed, Orchestrator, Progress, Refusal};
 use inferd_store::ServiceRecord;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
@@ -111,21 +111,21 @@ impl Kubernetes {
         &self,
         what: &str,
         call: impl Future<Output = Result<T, kube::Error>>,
-    ) -> Result<T, Refusal> {
+    ) -> Result<T, Failure> {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(kube::Error::Api(status))) => Err(Refusal {
+            Ok(Err(kube::Error::Api(status))) => Err(Failure {
                 code: status.code,
                 message: format!(
                     "the cluster refused to {what}: {} {}: {}",
                     status.code, status.reason, status.message
                 ),
             }),
-            Ok(Err(e)) => Err(Refusal {
+            Ok(Err(e)) => Err(Failure {
                 code: 0,
                 message: format!("cannot reach the cluster to {what}: {e}"),
             }),
-            Err(_) => Err(Refusal {
+            Err(_) => Err(Failure {
                 code: 0,
                 message: format!(
                     "the cluster did not answer within {} ms when asked to {what}",
@@ -135,7 +135,7 @@ impl Kubernetes {
         }
     }
 
-    async fn merge(&self, name: &str, what: &str, patch: serde_json::Value) -> Result<(), Refusal> {
+    async fn merge(&self, name: &str, what: &str, patch: serde_json::Value) -> Result<(), Failure> {
         self.call(
             what,
             self.api
@@ -148,9 +148,25 @@ impl Kubernetes {
 
 /// A failed API call: the HTTP status when the cluster answered (0 when it
 /// did not), and what to tell.
-struct Refusal {
+struct Failure {
     code: u16,
     message: String,
+}
+
+impl Failure {
+    /// No answer, too many requests, or the API server's own failure may pass;
+    /// a refusal (403, 422, ...) will not.
+    fn refusal(self) -> Refusal {
+        let transient = self.code == 0 || self.code == 429 || self.code >= 500;
+        Refusal {
+            message: if transient {
+                format!("{} (asked again shortly)", self.message)
+            } else {
+                self.message
+            },
+            transient,
+        }
+    }
 }
 
 impl Orchestrator for Kubernetes {
@@ -170,11 +186,11 @@ impl Orchestrator for Kubernetes {
 
     /// Creates the InferenceService, or (after a stop, a failure or a
     /// restart) patches the one there to the record and clears its stop.
-    fn deploy<'a>(&'a self, rec: &'a ServiceRecord) -> Later<'a, Result<Progress, String>> {
+    fn deploy<'a>(&'a self, rec: &'a ServiceRecord) -> Later<'a, Result<Progress, Refusal>> {
         Box::pin(async move {
             let body = manifest::inference_service(rec, &self.namespace, &self.storage_uri_prefix);
             let object: DynamicObject = serde_json::from_value(body.clone())
-                .map_err(|e| format!("cannot write the InferenceService: {e}"))?;
+                .map_err(|e| Refusal::fatal(format!("cannot write the InferenceService: {e}")))?;
             let what = format!("create InferenceService '{}'", rec.id);
             match self
                 .call(&what, self.api.create(&PostParams::default(), &object))
@@ -188,9 +204,9 @@ impl Orchestrator for Kubernetes {
                     self.merge(&rec.id, &what, patch)
                         .await
                         .map(|()| Progress::Pending)
-                        .map_err(|r| r.message)
+                        .map_err(Failure::refusal)
                 }
-                Err(r) => Err(r.message),
+                Err(r) => Err(r.refusal()),
             }
         })
     }

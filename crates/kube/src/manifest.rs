@@ -2,7 +2,8 @@
 //! InferenceService's status says it is in.
 
 use inferd_services::{Observed, Phase};
-use inferd_store::ServiceRecord;
+use inferd_store::{now, time, ServiceRecord};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::DynamicObject;
 use serde_json::{json, Map, Value};
 
@@ -66,6 +67,9 @@ pub(crate) fn inference_service(rec: &ServiceRecord, namespace: &str, prefix: &s
         },
         "spec": {
             "predictor": {
+                // A new value on each deploy rolls the pods, so a start after
+                // a failed load tries again even with an unchanged spec.
+                "annotations": {"inferd.io/deployed-at": time::rfc3339(now())},
                 "minReplicas": rec.replicas,
                 "maxReplicas": rec.replicas,
                 "model": {
@@ -84,8 +88,10 @@ pub(crate) fn inference_service(rec: &ServiceRecord, namespace: &str, prefix: &s
     })
 }
 
-/// The phase KServe reports. A stop is reached when `Stopped` is true (or,
-/// on a KServe without it, once `Ready` is no longer true).
+/// The phase KServe reports. A stop is reached when `Stopped` is true (a
+/// KServe before 0.15, which ignores the annotation, never gets there, and
+/// the service stays `stopping`: nothing was stopped). `Ready` wins over a
+/// failed load, which KServe reads from one pod only.
 pub(crate) fn observed(object: &DynamicObject) -> Observed {
     let stop_requested = object
         .metadata
@@ -108,11 +114,13 @@ pub(crate) fn observed(object: &DynamicObject) -> Observed {
         Some("BlockedByFailedLoad" | "InvalidSpec")
     );
     let phase = if stop_requested {
-        if is_true("Stopped") || !is_true("Ready") {
+        if is_true("Stopped") {
             Phase::Stopped
         } else {
             Phase::Progressing
         }
+    } else if is_true("Ready") {
+        Phase::Ready
     } else if blocked {
         let said = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
         let why = said(&model["lastFailureInfo"]["message"])
@@ -123,9 +131,10 @@ pub(crate) fn observed(object: &DynamicObject) -> Observed {
                     model["transitionStatus"].as_str().unwrap_or_default()
                 )
             });
-        Phase::Failed(why)
-    } else if is_true("Ready") {
-        Phase::Ready
+        let since = serde_json::from_value::<Time>(model["lastFailureInfo"]["time"].clone())
+            .ok()
+            .map(|t| t.0.as_millisecond() as f64 / 1000.0);
+        Phase::Failed { reason: why, since }
     } else {
         Phase::Progressing
     };
@@ -228,14 +237,36 @@ mod tests {
             Phase::Progressing
         );
         assert_eq!(
-            observed(&object(run, failed)).phase,
-            Phase::Failed("no model.onnx in /mnt/models".into())
+            observed(&object(run.clone(), failed)).phase,
+            Phase::Failed {
+                reason: "no model.onnx in /mnt/models".into(),
+                since: None
+            }
         );
+        let dated = json!({"modelStatus": {"transitionStatus": "InvalidSpec",
+            "lastFailureInfo": {"message": "no runtime for pytorch", "time": "2026-12-01T10:00:00Z"}}});
+        assert_eq!(
+            observed(&object(run.clone(), dated)).phase,
+            Phase::Failed {
+                reason: "no runtime for pytorch".into(),
+                since: Some(1_796_119_200.0)
+            }
+        );
+        // One pod's failed load while the service answers: it answers.
+        let serving = json!({"conditions": [{"type": "Ready", "status": "True"}],
+            "modelStatus": {"transitionStatus": "BlockedByFailedLoad"}});
+        assert_eq!(observed(&object(run, serving)).phase, Phase::Ready);
         let stopping = observed(&object(stop.clone(), ready));
         assert_eq!(
             (stopping.phase, stopping.stop_requested),
             (Phase::Progressing, true)
         );
+        // Not ready is not stopped: only KServe's Stopped condition says so.
+        let starting = observed(&object(
+            stop.clone(),
+            json!({"conditions": [{"type": "Ready", "status": "False"}]}),
+        ));
+        assert_eq!(starting.phase, Phase::Progressing);
         assert_eq!(observed(&object(stop, stopped)).phase, Phase::Stopped);
     }
 }

@@ -18,6 +18,6 @@ mod results;
 mod services;
 
 pub use jobs::{JobConfig, JobError, JobOutcome, JobRunner, Jobs};
-pub use orchestrator::{Later, Local, Observed, Orchestrator, Phase, Progress};
+pub use orchestrator::{Later, Local, Observed, Orchestrator, Phase, Progress, Refusal};
 pub use results::{Finished, ResultError, Results};
 pub use services::{NewService, ServiceError, ServiceLimits, Services};

@@ -26,20 +26,39 @@ pub enum Progress {
     Pending,
 }
 
-/// What an orchestrator sees of one service's instances.
+/// Why a deploy did not happen. A transient refusal (the API did not answer,
+/// was overloaded or failed inside) leaves the service `creating` with the
+/// reason and is asked again at the next reconcile; any other fails it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub message: String,
+    pub transient: bool,
+}
+
+impl Refusal {
+    pub fn fatal(message: impl Into<String>) -> Refusal {
+        Refusal {
+            message: message.into(),
+            transient: false,
+        }
+    }
+}
+
+/// What an orchestrator sees of one service's instances.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Phase {
     /// Being placed, pulled or loaded.
     Progressing,
     /// Answering calls.
     Ready,
-    /// Cannot run, and says why.
-    Failed(String),
+    /// Cannot run, and says why; `since` (seconds since the epoch, when
+    /// known) tells a failure of the current attempt from one before a start.
+    Failed { reason: String, since: Option<f64> },
     /// Nothing runs, as asked.
     Stopped,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Observed {
     pub phase: Phase,
     /// Whether it was asked to stop (which may not have happened yet).
@@ -59,7 +78,7 @@ pub trait Orchestrator: Send + Sync + 'static {
     fn unsatisfiable(&self, rec: &ServiceRecord) -> Option<String>;
 
     /// Places the service's instances (again, after a stop or a failure).
-    fn deploy<'a>(&'a self, rec: &'a ServiceRecord) -> Later<'a, Result<Progress, String>>;
+    fn deploy<'a>(&'a self, rec: &'a ServiceRecord) -> Later<'a, Result<Progress, Refusal>>;
 
     /// Stops its instances, keeping what a start needs.
     fn stop<'a>(&'a self, rec: &'a ServiceRecord) -> Later<'a, Result<Progress, String>>;
@@ -129,7 +148,7 @@ impl Orchestrator for Local {
         })
     }
 
-    fn deploy<'a>(&'a self, rec: &'a ServiceRecord) -> Later<'a, Result<Progress, String>> {
+    fn deploy<'a>(&'a self, rec: &'a ServiceRecord) -> Later<'a, Result<Progress, Refusal>> {
         Box::pin(async move {
             let d = Deployment {
                 name: rec.id.clone(),
@@ -142,7 +161,7 @@ impl Orchestrator for Local {
                 .deploy(&d)
                 .await
                 .map(|_| Progress::Done)
-                .map_err(|e| e.to_string())
+                .map_err(|e| Refusal::fatal(e.to_string()))
         })
     }
 

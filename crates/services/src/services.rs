@@ -15,7 +15,7 @@ use inferd_store::{
     now, Admission, Restart, ServiceFilter, ServiceRecord, ServiceStatus, Store, StoreError,
 };
 
-use crate::orchestrator::{Local, Observed, Orchestrator, Phase, Progress};
+use crate::orchestrator::{Local, Observed, Orchestrator, Phase, Progress, Refusal};
 
 /// Limits on what a service may ask for.
 #[derive(Debug, Clone, Copy)]
@@ -249,14 +249,20 @@ impl Services {
 
     /// Places the service's instances, then marks it running (or failed with
     /// the reason); an orchestrator that answers `Pending` leaves it `creating`
-    /// until `reconcile` sees it ready. A service stopped or deleted while it
-    /// loads is stopped or removed again.
+    /// until `reconcile` sees it ready, and a transient refusal leaves it
+    /// `creating` with the reason, for `reconcile` to ask again. A stop or
+    /// delete that took the turn first wins: the record is read again under
+    /// the turn. One that comes while a local deploy loads is undone after.
     fn spawn_deploy(&self, rec: ServiceRecord) {
         let this = self.clone();
         tokio::spawn(async move {
             let _turn = this.turns.take(&rec.id).await;
+            let rec = match this.get(&rec.id).await {
+                Ok(now) if now.status == ServiceStatus::Creating => now,
+                _ => return,
+            };
             let result = match this.orchestrator.unsatisfiable(&rec) {
-                Some(reason) => Err(reason),
+                Some(reason) => Err(Refusal::fatal(reason)),
                 None => this.orchestrator.deploy(&rec).await,
             };
             let (to, reason) = match &result {
@@ -265,7 +271,8 @@ impl Services {
                     return;
                 }
                 Ok(Progress::Done) => (ServiceStatus::Running, None),
-                Err(e) => (ServiceStatus::Failed, Some(e.clone())),
+                Err(r) if r.transient => (ServiceStatus::Creating, Some(r.message.clone())),
+                Err(r) => (ServiceStatus::Failed, Some(r.message.clone())),
             };
             let id = rec.id.clone();
             let moved = this
@@ -277,7 +284,12 @@ impl Services {
                 (Ok(_), Ok(true)) => {
                     tracing::info!(service = %rec.id, model = %rec.model, "running")
                 }
-                (Err(e), _) => tracing::warn!(service = %rec.id, "deployment failed: {e}"),
+                (Err(r), _) if r.transient => {
+                    tracing::warn!(service = %rec.id, "deployment refused for now (asked again): {}", r.message)
+                }
+                (Err(r), _) => {
+                    tracing::warn!(service = %rec.id, "deployment failed: {}", r.message)
+                }
                 (Ok(_), _) => this.undo(&rec.id).await,
             }
         });
@@ -370,12 +382,18 @@ impl Services {
         }
     }
 
-    /// `stopping` at once; the instances drain in the background, then `stopped`.
+    /// `stopping` at once; the instances drain in the background, then
+    /// `stopped`. A failed service stops too, so its instances (crash-looping
+    /// on a cluster, say) give back what they hold.
     pub async fn stop(&self, id: &str) -> Result<(), ServiceError> {
-        const FROM: &[ServiceStatus] = &[ServiceStatus::Creating, ServiceStatus::Running];
+        const FROM: &[ServiceStatus] = &[
+            ServiceStatus::Creating,
+            ServiceStatus::Running,
+            ServiceStatus::Failed,
+        ];
+        let rec = self.get(id).await?;
         self.transition(id, FROM, ServiceStatus::Stopping, "stop")
             .await?;
-        let rec = self.get(id).await?;
         let this = self.clone();
         tokio::spawn(async move {
             let _turn = this.turns.take(&rec.id).await;
@@ -502,21 +520,28 @@ impl Services {
                 Some(self.orchestrator.deploy(rec).await)
             }
             (Stopping | Stopped, Some(o)) if !o.stop_requested => {
-                Some(self.orchestrator.stop(rec).await)
+                Some(self.orchestrator.stop(rec).await.map_err(Refusal::fatal))
             }
             _ => None,
         };
         let (to, reason) = match (asked, seen.map(|o| &o.phase)) {
-            (Some(Err(e)), _) if should_run => (Failed, Some(e)),
-            (Some(Err(e)), _) => {
-                tracing::warn!(service = %rec.id, "cannot stop yet: {e}");
+            (Some(Err(r)), _) if should_run && r.transient => (Creating, Some(r.message)),
+            (Some(Err(r)), _) if should_run => (Failed, Some(r.message)),
+            (Some(Err(r)), _) => {
+                tracing::warn!(service = %rec.id, "cannot stop yet: {}", r.message);
                 return;
             }
             (Some(Ok(_)), _) if should_run => (Creating, None),
             (Some(Ok(_)), _) => return,
             (None, None) => (Stopped, None),
             (None, Some(Phase::Ready)) if should_run => (Running, None),
-            (None, Some(Phase::Failed(why))) if should_run => (Failed, Some(why.clone())),
+            // A failure from before the last start is the old attempt's.
+            (None, Some(Phase::Failed { reason, since }))
+                if should_run && since.is_none_or(|t| t >= rec.updated_at) =>
+            {
+                (Failed, Some(reason.clone()))
+            }
+            (None, Some(Phase::Failed { .. })) => return,
             (None, Some(Phase::Progressing)) if rec.status == Creating => return,
             (None, Some(Phase::Progressing)) if should_run => (Creating, None),
             (None, Some(Phase::Stopped)) if !should_run => (Stopped, None),
