@@ -118,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
     state.ws = settings.ws;
     let reconcile_every;
     (state.services, reconcile_every) =
-        orchestrator::attach(state.services, &settings.orchestrator).await?;
+        orchestrator::attach(state.services, &settings.orchestrator, &store).await?;
     let state = inferd_http::start_jobs(state, store, settings.jobs).await?;
     match state.services.restore().await {
         Ok(0) => {}

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use inferd_kube::{KubeSettings, Kubernetes};
 use inferd_services::Services;
+use inferd_store::Store;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
@@ -88,6 +89,8 @@ impl OrchestratorArgs {
                     Duration::from_secs(10),
                     "kube_timeout_ms",
                 )?,
+                // Filled from the store when the orchestrator is attached.
+                instance: String::new(),
             },
             sync: crate::config::millis(
                 self.kube_sync_ms.or(file.kube_sync_ms),
@@ -103,11 +106,18 @@ impl OrchestratorArgs {
 pub async fn attach(
     services: Services,
     settings: &OrchestratorSettings,
+    store: &Store,
 ) -> anyhow::Result<(Services, Option<Duration>)> {
     match settings {
         OrchestratorSettings::Local => Ok((services, None)),
         OrchestratorSettings::Kubernetes { kube, sync } => {
-            let cluster = Kubernetes::connect(kube)
+            let kube = KubeSettings {
+                instance: store
+                    .instance_id()
+                    .context("reading this store's instance id")?,
+                ..kube.clone()
+            };
+            let cluster = Kubernetes::connect(&kube)
                 .await
                 .map_err(anyhow::Error::msg)?;
             tracing::info!(

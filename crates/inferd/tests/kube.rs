@@ -351,7 +351,10 @@ fn a_restart_brings_the_cluster_back_in_line_with_the_store() {
     server.child.wait().unwrap();
 
     // While inferd is down: one InferenceService is lost, the stopped one is
-    // started by hand, and one appears that no service of inferd's owns.
+    // started by hand, one appears that no service of this inferd's owns, and
+    // one of another inferd's (another store) in the same namespace.
+    let labels = fake.object(&lost).unwrap()["metadata"]["labels"].clone();
+    assert!(labels["inferd.io/instance"].is_string(), "{labels}");
     fake.remove(&lost);
     fake.edit(
         &paused,
@@ -359,8 +362,12 @@ fn a_restart_brings_the_cluster_back_in_line_with_the_store() {
     );
     fake.insert(
         json!({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-        "metadata": {"name": "svc-000000000000", "namespace": "ml",
-            "labels": {"app.kubernetes.io/managed-by": "inferd"}}}),
+        "metadata": {"name": "svc-000000000000", "namespace": "ml", "labels": labels}}),
+    );
+    fake.insert(
+        json!({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "metadata": {"name": "svc-111111111111", "namespace": "ml",
+            "labels": {"app.kubernetes.io/managed-by": "inferd", "inferd.io/instance": "another"}}}),
     );
     fake.insert(
         json!({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
@@ -395,6 +402,7 @@ fn a_restart_brings_the_cluster_back_in_line_with_the_store() {
         Option::is_none,
     );
     assert!(fake.object("someone-else").is_some());
+    assert!(fake.object("svc-111111111111").is_some());
 }
 
 #[test]

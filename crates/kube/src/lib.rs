@@ -32,6 +32,9 @@ pub use manifest::{model_format, STOP_ANNOTATION};
 /// only those and never touches anyone else's.
 const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "inferd");
 
+/// The label naming the store (`KubeSettings::instance`) a resource belongs to.
+const INSTANCE: &str = "inferd.io/instance";
+
 /// What `--kube-*` flags say.
 #[derive(Debug, Clone)]
 pub struct KubeSettings {
@@ -44,6 +47,9 @@ pub struct KubeSettings {
     pub storage_uri_prefix: String,
     /// The longest one API call may take.
     pub timeout: Duration,
+    /// This server's store's id (`Store::instance_id`), on every
+    /// InferenceService it makes: `observe` sees only those.
+    pub instance: String,
 }
 
 pub struct Kubernetes {
@@ -51,6 +57,7 @@ pub struct Kubernetes {
     namespace: String,
     storage_uri_prefix: String,
     timeout: Duration,
+    instance: String,
 }
 
 fn inference_services() -> ApiResource {
@@ -98,6 +105,7 @@ impl Kubernetes {
             namespace,
             storage_uri_prefix: settings.storage_uri_prefix.clone(),
             timeout: settings.timeout,
+            instance: settings.instance.clone(),
         }
     }
 
@@ -188,7 +196,12 @@ impl Orchestrator for Kubernetes {
     /// restart) patches the one there to the record and clears its stop.
     fn deploy<'a>(&'a self, rec: &'a ServiceRecord) -> Later<'a, Result<Progress, Refusal>> {
         Box::pin(async move {
-            let body = manifest::inference_service(rec, &self.namespace, &self.storage_uri_prefix);
+            let body = manifest::inference_service(
+                rec,
+                &self.namespace,
+                &self.storage_uri_prefix,
+                &self.instance,
+            );
             let object: DynamicObject = serde_json::from_value(body.clone())
                 .map_err(|e| Refusal::fatal(format!("cannot write the InferenceService: {e}")))?;
             let what = format!("create InferenceService '{}'", rec.id);
@@ -244,7 +257,10 @@ impl Orchestrator for Kubernetes {
 
     fn observe(&self) -> Later<'_, Result<HashMap<String, Observed>, String>> {
         Box::pin(async move {
-            let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+            let selector = format!(
+                "{}={},{INSTANCE}={}",
+                MANAGED_BY.0, MANAGED_BY.1, self.instance
+            );
             let what = format!("list InferenceServices in namespace '{}'", self.namespace);
             let list = self
                 .call(

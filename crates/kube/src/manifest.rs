@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::DynamicObject;
 use serde_json::{json, Map, Value};
 
-use crate::MANAGED_BY;
+use crate::{INSTANCE, MANAGED_BY};
 
 /// KServe's annotation that scales an InferenceService to nothing (and back
 /// when it is `"false"` or gone).
@@ -36,7 +36,12 @@ fn cpu_quantity(cpu: f64) -> String {
     }
 }
 
-pub(crate) fn inference_service(rec: &ServiceRecord, namespace: &str, prefix: &str) -> Value {
+pub(crate) fn inference_service(
+    rec: &ServiceRecord,
+    namespace: &str,
+    prefix: &str,
+    instance: &str,
+) -> Value {
     let mut resources = Map::new();
     if rec.cpu > 0.0 {
         resources.insert("cpu".into(), json!(cpu_quantity(rec.cpu)));
@@ -56,6 +61,7 @@ pub(crate) fn inference_service(rec: &ServiceRecord, namespace: &str, prefix: &s
             "namespace": namespace,
             "labels": {
                 MANAGED_BY.0: MANAGED_BY.1,
+                INSTANCE: instance,
                 "inferd.io/service": rec.id,
             },
             "annotations": {
@@ -181,8 +187,9 @@ mod tests {
 
     #[test]
     fn a_record_becomes_a_raw_deployment_on_the_inferd_runtime() {
-        let isvc = inference_service(&record(), "ml", "s3://models/");
+        let isvc = inference_service(&record(), "ml", "s3://models/", "0123");
         assert_eq!(isvc["metadata"]["namespace"], "ml");
+        assert_eq!(isvc["metadata"]["labels"]["inferd.io/instance"], "0123");
         assert_eq!(
             isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"],
             "RawDeployment"

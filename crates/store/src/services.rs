@@ -298,6 +298,22 @@ impl Store {
             == 1)
     }
 
+    /// This store's own name, made once: what the kubernetes orchestrator
+    /// labels its InferenceServices with, so it never takes another inferd's
+    /// (a second store in the same namespace) for its own orphans.
+    pub fn instance_id(&self) -> StoreResult<String> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('instance_id', ?1)",
+            [uuid::Uuid::new_v4().simple().to_string()[..16].to_string()],
+        )?;
+        Ok(conn.query_row(
+            "SELECT value FROM meta WHERE key = 'instance_id'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Services that should be running after a restart. A stop that the
     /// restart interrupted is finished first: nothing of it runs any more, and
     /// left `stopping` it could be neither started nor stopped again.
