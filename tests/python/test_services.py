@@ -471,7 +471,9 @@ def test_memory_smaller_than_the_model_fails_with_reason(api, services):
     assert rec["reason"] and "bytes" in rec["reason"] and "digits" in rec["reason"], rec
     assert ok(api.list(workspace_id=ws, status="failed"))["items"][0]["service_id"] == sid
     error(api.predict(sid, {"inputs": {"image": digit_png_b64(0)}}), 409, "failed")
-    error(api.stop(sid), 409)
+    # A failed service stops (a cluster's crash-looping pods give back what they hold).
+    assert api.stop(sid).status_code == 200
+    api.wait_for(sid, "stopped")
     # The reason is about deployment; nothing was wrong with the request body.
     assert not rec["reason"].startswith("request body"), rec["reason"]
 

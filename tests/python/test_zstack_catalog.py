@@ -6,6 +6,7 @@ create are deleted again.
 """
 
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -83,6 +84,16 @@ def test_count_reply_with_count_paging_fields_and_sort(http, api):
     assert up == sorted(up) and down == sorted(down, reverse=True)
 
 
+def test_dates_are_query_fields_in_zstacks_forms(http, api):
+    """The shipped recipes were made when the store was; none before 2000, all
+    before tomorrow, in milliseconds or Java's Timestamp form."""
+    everything = names(query(http, api, "system=true"))
+    assert names(query(http, api, "system=true", "createDate>2000-01-01 00:00:00")) == everything
+    assert names(query(http, api, "createDate<2000-01-01")) == []
+    tomorrow_ms = int((time.time() + 86400) * 1000)
+    assert names(query(http, api, "system=true", f"lastOpDate<{tomorrow_ms}")) == everything
+
+
 def test_get_by_uuid_is_a_one_condition_query(http, api):
     first = SHIPPED[0]
     body = http.get(f"{api}/{first['uuid']}", timeout=10).json()
@@ -95,6 +106,7 @@ def test_get_by_uuid_is_a_one_condition_query(http, api):
     ("name", "doesn't contain any query operator"),
     ("colour=red", "unknown field 'colour'"),
     ("requestCpu>abc", "is not an integer"),
+    ("createDate>last week", "is not a date"),
     ("name=", "not a key-value pair"),
 ])
 def test_malformed_q_is_a_400_error_code(http, api, cond, why):

@@ -23,6 +23,56 @@ fn split(secs: f64) -> ((i64, u32, u32), u32, u32, u32) {
     (civil(days), rest / 3600, rest / 60 % 60, rest % 60)
 }
 
+/// Days since 1970-01-01 of a civil date (Hinnant's `days_from_civil`).
+fn days(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A date as a ZStack query gives one, in seconds since the epoch (UTC):
+/// milliseconds since the epoch (ZStack's own timestamps), `2026-01-26
+/// 10:00:00[.fff]` (Java's `Timestamp` form), `2026-01-26`, or RFC 3339's
+/// `2026-01-26T10:00:00Z`.
+pub fn parse_date(text: &str) -> Option<f64> {
+    let text = text.trim();
+    if let Ok(ms) = text.parse::<i64>() {
+        return Some(ms as f64 / 1000.0);
+    }
+    let text = text.strip_suffix('Z').unwrap_or(text);
+    let (date, clock) = match text.split_once([' ', 'T']) {
+        Some((d, c)) => (d, Some(c)),
+        None => (text, None),
+    };
+    let mut ymd = date.splitn(3, '-').map(str::parse::<u32>);
+    let (y, m, d) = (ymd.next()?.ok()?, ymd.next()?.ok()?, ymd.next()?.ok()?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || date.len() != 10 {
+        return None;
+    }
+    let secs = match clock {
+        None => 0.0,
+        Some(c) => {
+            let (hms, frac) = c.split_once('.').unwrap_or((c, ""));
+            let mut parts = hms.splitn(3, ':').map(str::parse::<u32>);
+            let (h, mi, s) = (
+                parts.next()?.ok()?,
+                parts.next()?.ok()?,
+                parts.next()?.ok()?,
+            );
+            if h > 23 || mi > 59 || s > 60 || !frac.chars().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            let frac: f64 = format!("0.{frac}0").parse().ok()?;
+            f64::from(h * 3600 + mi * 60 + s) + frac
+        }
+    };
+    Some(days(i64::from(y), m, d) as f64 * 86_400.0 + secs)
+}
+
 /// `2026-01-26T10:00:00Z`.
 pub fn rfc3339(secs: f64) -> String {
     let ((y, mo, d), h, mi, s) = split(secs);
@@ -58,6 +108,23 @@ mod tests {
         assert_eq!(rfc3339(1_769_421_600.0), "2026-01-26T10:00:00Z");
         assert_eq!(rfc3339(951_782_400.5), "2000-02-29T00:00:00Z");
         assert_eq!(zstack_date(1_769_421_600.0), "Jan 26, 2026 10:00:00 AM");
+        for text in [
+            "2026-01-26 10:00:00",
+            "2026-01-26T10:00:00Z",
+            "1769421600000",
+        ] {
+            assert_eq!(parse_date(text), Some(1_769_421_600.0), "{text}");
+        }
+        assert_eq!(parse_date("2000-02-29"), Some(951_782_400.0));
+        assert_eq!(parse_date("2026-01-26 10:00:00.5"), Some(1_769_421_600.5));
+        for bad in [
+            "2026-13-01",
+            "yesterday",
+            "2026-01-26 25:00:00",
+            "26-01-2026",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
         assert_eq!(zstack_date(1_769_464_800.0), "Jan 26, 2026 10:00:00 PM");
         assert_eq!(zstack_date(951_782_400.0), "Feb 29, 2000 12:00:00 AM");
     }

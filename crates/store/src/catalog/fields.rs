@@ -20,7 +20,7 @@ pub enum Kind {
 
 impl Kind {
     pub fn queryable(self) -> bool {
-        matches!(self, Kind::Text | Kind::Int | Kind::Bool)
+        matches!(self, Kind::Text | Kind::Int | Kind::Bool | Kind::Date)
     }
 
     pub fn sortable(self) -> bool {

@@ -71,6 +71,8 @@ pub enum QueryError {
     UnknownRefField { cond: String, field: String },
     #[error("Invalid query parameter. The '{cond}': '{value}' is not an integer")]
     NotAnInteger { cond: String, value: String },
+    #[error("Invalid query parameter. The '{cond}': '{value}' is not a date (milliseconds since the epoch, 'yyyy-MM-dd HH:mm:ss' or 'yyyy-MM-dd', UTC)")]
+    NotADate { cond: String, value: String },
     #[error("Invalid query parameter. The '{cond}': '{value}' is not true or false")]
     NotABoolean { cond: String, value: String },
     #[error("Invalid query parameter. The '{cond}' uses LIKE on a field that is not text")]
@@ -200,6 +202,14 @@ fn typed(cond: &str, target: Target, op: Op, text: &str) -> Result<Sql, QueryErr
                 cond: cond.into(),
                 value: text.into(),
             }),
+        Kind::Date => {
+            crate::time::parse_date(text)
+                .map(Sql::Real)
+                .ok_or_else(|| QueryError::NotADate {
+                    cond: cond.into(),
+                    value: text.into(),
+                })
+        }
         Kind::Bool => match text {
             "true" => Ok(Sql::Integer(1)),
             "false" => Ok(Sql::Integer(0)),

@@ -135,7 +135,14 @@ fn malformed_conditions_say_which_and_why() {
         ),
         (&[("q", "modelServiceRefs.colour=x")], "modelUuid and uuid"),
         (&[("q", "yaml.services=x")], "unknown field 'yaml.services'"),
-        (&[("q", "createDate>1")], "unknown field 'createDate'"),
+        (
+            &[("q", "createDate>yesterday")],
+            "'yesterday' is not a date",
+        ),
+        (
+            &[("q", "cpuArchitectures=x")],
+            "unknown field 'cpuArchitectures'",
+        ),
         (
             &[("limit", "abc")],
             "'limit' must be a non-negative integer",
@@ -204,6 +211,31 @@ fn paging_counting_projection_and_sorting() {
     .unwrap()
     .unwrap();
     assert!(run(&s, &[("sort", "-lastOpDate")]).starts_with('c'));
+    // Dates are query fields, in ZStack's forms.
+    let epoch_ms = (crate::now() * 1000.0) as i64 + 60_000;
+    assert_eq!(
+        run(
+            &s,
+            &[("q", "createDate>2000-01-01 00:00:00"), ("sortBy", "name")]
+        ),
+        "cbdae"
+    );
+    assert_eq!(run(&s, &[("q", "createDate<2000-01-01")]), "");
+    assert_eq!(
+        run(
+            &s,
+            &[("q", &format!("lastOpDate<{epoch_ms}")), ("sortBy", "name")]
+        ),
+        "cbdae"
+    );
+    let since = crate::time::rfc3339(crate::now() - 3600.0);
+    assert_eq!(
+        run(
+            &s,
+            &[("q", &format!("createDate>={since}")), ("sortBy", "name")]
+        ),
+        "cbdae"
+    );
 }
 
 #[test]
