@@ -68,7 +68,9 @@ fn refusal(face: Face, e: CoreError) -> Response {
         Face::Gateway => gateway::GatewayError::from(e).into_response(),
         Face::Pinferencia => pinferencia::Detail::from(e).into_response(),
         Face::V2 => v2::V2Error::from(e).into_response(),
-        Face::KserveV1 | Face::ByCompat => kserve_v1::V1Error::from(e).into_response(),
+        Face::KserveV1 | Face::ByCompat | Face::ByCompatV2 => {
+            kserve_v1::V1Error::from(e).into_response()
+        }
     };
     if res.status() == StatusCode::UNAUTHORIZED {
         res.headers_mut().insert(

@@ -181,6 +181,7 @@ fn all_routes() -> Routes {
         .get("/v1/models", Access::Read, list_models)
         .get("/v2/models", Access::Read, list_models)
         .get("/v1/models/{model}", Access::Read, model_status)
+        .merge(shared_v2_routes())
         .merge(Routes::new(Face::KserveV1).get("/metrics", Access::Open, metrics::metrics))
         .merge(pinferencia::routes())
         .merge(kserve_v1::routes())
@@ -206,6 +207,70 @@ async fn model_status(state: State<AppState>, model: Path<String>) -> Response {
     match state.compat {
         Compat::Kserve => kserve_v1::status(state, model).await,
         Compat::Pinferencia => pinferencia::versions(state, model).await,
+    }
+}
+
+/// The /v2 routes Pinferencia's kserve API shares with OIP V2: its shapes
+/// (version lists, bare booleans, FastAPI errors) under `--compat pinferencia`.
+fn shared_v2_routes() -> Routes {
+    Routes::new(Face::ByCompatV2)
+        .get("/v2/models/{model}", Access::Read, v2_model)
+        .get("/v2/models/{model}/ready", Access::Open, v2_ready)
+        .get(
+            "/v2/models/{model}/versions/{version}/ready",
+            Access::Open,
+            v2_ready_version,
+        )
+        .post("/v2/models/{model}/infer", Access::User, v2_infer)
+        .post(
+            "/v2/models/{model}/versions/{version}/infer",
+            Access::User,
+            v2_infer_version,
+        )
+}
+
+async fn v2_model(state: State<AppState>, model: Path<String>) -> Response {
+    match state.compat {
+        Compat::Kserve => v2::metadata(state, model).await.into_response(),
+        Compat::Pinferencia => pinferencia::versions(state, model).await,
+    }
+}
+
+async fn v2_ready(state: State<AppState>, model: Path<String>) -> Response {
+    match state.compat {
+        Compat::Kserve => v2::ready(state, model).await,
+        Compat::Pinferencia => pinferencia::ready(state, model).await.into_response(),
+    }
+}
+
+async fn v2_ready_version(state: State<AppState>, at: Path<(String, String)>) -> Response {
+    match state.compat {
+        Compat::Kserve => v2::ready_version(state, at).await,
+        Compat::Pinferencia => pinferencia::ready_version(state, at).await.into_response(),
+    }
+}
+
+async fn v2_infer(
+    state: State<AppState>,
+    model: Path<String>,
+    headers: axum::http::HeaderMap,
+    body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    match state.compat {
+        Compat::Kserve => v2::infer::infer(state, model, headers, body).await,
+        Compat::Pinferencia => pinferencia::infer_v2(state, model, body).await,
+    }
+}
+
+async fn v2_infer_version(
+    state: State<AppState>,
+    at: Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+    body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    match state.compat {
+        Compat::Kserve => v2::infer::infer_version(state, at, headers, body).await,
+        Compat::Pinferencia => pinferencia::infer_v2_version(state, at, body).await,
     }
 }
 

@@ -60,6 +60,8 @@ pub enum Face {
     /// The model list and status that KServe V1 and Pinferencia both claim:
     /// `--compat` picks which one answers them, so it picks whose errors too.
     ByCompat,
+    /// The /v2 routes OIP V2 and Pinferencia's kserve API both claim.
+    ByCompatV2,
 }
 
 impl Face {
@@ -67,7 +69,8 @@ impl Face {
     pub fn owner(self, compat: Compat) -> Face {
         match (self, compat) {
             (Face::ByCompat, Compat::Kserve) => Face::KserveV1,
-            (Face::ByCompat, Compat::Pinferencia) => Face::Pinferencia,
+            (Face::ByCompat | Face::ByCompatV2, Compat::Pinferencia) => Face::Pinferencia,
+            (Face::ByCompatV2, Compat::Kserve) => Face::V2,
             (face, _) => face,
         }
     }

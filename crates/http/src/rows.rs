@@ -224,6 +224,22 @@ impl Answer {
     pub fn columns(&self) -> Value {
         whole(&self.runs[0])
     }
+
+    /// The columnar answer as V2 output objects (`name`, `shape`,
+    /// `datatype`, nested `data`).
+    pub fn tensors(&self) -> Vec<Value> {
+        self.runs[0]
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "name": t.name,
+                    "shape": t.shape(),
+                    "datatype": t.datatype().as_str(),
+                    "data": tensor_to_nested(t),
+                })
+            })
+            .collect()
+    }
 }
 
 fn whole(outputs: &[Tensor]) -> Value {

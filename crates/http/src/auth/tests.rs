@@ -140,7 +140,7 @@ fn in_envelope(face: Face, status: StatusCode, v: &Value) -> bool {
             v["code"] == if unauthorized { 40101 } else { 40301 } && v["data"].is_null()
         }
         Face::ZStack => v["success"] == false && v["error"]["code"] == pick("ID.1001", "ID.1002"),
-        Face::ByCompat => unreachable!("owners are resolved"),
+        Face::ByCompat | Face::ByCompatV2 => unreachable!("owners are resolved"),
     }
 }
 
@@ -392,8 +392,9 @@ async fn refusals_come_in_the_owners_envelope_in_every_compat_mode() {
         (pinf, &get, "/v2/models", Face::Pinferencia),
         (pinf, &get, "/v1/models/iris", Face::Pinferencia),
         (pinf, &post, "/v1/models/iris:predict", Face::KserveV1),
-        (pinf, &get, "/v2/models/iris", Face::V2),
-        (pinf, &post, "/v2/models/iris/infer", Face::V2),
+        (pinf, &get, "/v2/models/iris", Face::Pinferencia),
+        (pinf, &post, "/v2/models/iris/infer", Face::Pinferencia),
+        (pinf, &get, "/v2/models/iris/config", Face::V2),
         (pinf, &get, "/api/v1/inference/services", Face::Services),
     ];
     for (compat, method, path, owner) in rows {

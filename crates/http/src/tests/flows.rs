@@ -254,6 +254,47 @@ async fn compat_pinferencia_answers_arrays() {
     assert_eq!(iris["versions"][0]["name"], "1");
     let versions = get(&app, "/v1/models/iris").await.json();
     assert_eq!(versions[0]["platform"], "onnx_onnxv1");
+
+    // Its kserve API's /v2 shapes: version lists, bare booleans, `default`.
+    assert_eq!(get(&app, "/v2/models/iris").await.json(), versions);
+    assert_eq!(get(&app, "/v2/models/iris/ready").await.json(), json!(true));
+    assert_eq!(
+        get(&app, "/v2/models/iris/versions/default/ready")
+            .await
+            .json(),
+        json!(true)
+    );
+    let missing = get(&app, "/v2/models/nope/ready").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.json()["detail"].is_string(), "{:?}", missing.json());
+
+    // One input without name, shape or datatype; an integer id.
+    let bare = json!({"id": 7, "inputs": [{"data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}]});
+    let a = post(&app, "/v2/models/iris/infer", bare.clone())
+        .await
+        .json();
+    assert_eq!(a["id"], "7");
+    assert_eq!(a["model_name"], "iris");
+    assert!(a.get("model_version").is_none(), "{a}");
+    let label = a["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "label")
+        .unwrap();
+    assert_eq!(
+        (&label["data"], &label["shape"], &label["datatype"]),
+        (&json!([0, 2]), &json!([2]), &json!("INT64"))
+    );
+    let a = post(&app, "/v2/models/iris/versions/default/infer", bare)
+        .await
+        .json();
+    assert_eq!(a["model_version"], "1");
+    // Several inputs need names, in FastAPI's error shape.
+    let two = json!({"inputs": [{"data": [1]}, {"data": [2]}]});
+    let r = post(&app, "/v2/models/add_sub/infer", two).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.json()["detail"].as_str().unwrap().contains("name"));
 }
 
 #[tokio::test]

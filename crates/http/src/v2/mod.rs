@@ -3,7 +3,7 @@
 //! statistics, model configuration and schedule policy (`timeout`). Errors are
 //! `{"error": "..."}`.
 
-mod infer;
+pub(crate) mod infer;
 mod repository;
 
 use axum::extract::{Path, State};
@@ -32,23 +32,10 @@ pub fn routes() -> Routes {
         .get("/v2", Access::Read, server_metadata)
         .get("/v2/health/live", Access::Open, live)
         .get("/v2/health/ready", Access::Open, server_ready)
-        .get("/v2/models/{model}", Access::Read, metadata)
         .get(
             "/v2/models/{model}/versions/{version}",
             Access::Read,
             metadata_version,
-        )
-        .get("/v2/models/{model}/ready", Access::Open, ready)
-        .get(
-            "/v2/models/{model}/versions/{version}/ready",
-            Access::Open,
-            ready_version,
-        )
-        .post("/v2/models/{model}/infer", Access::User, infer::infer)
-        .post(
-            "/v2/models/{model}/versions/{version}/infer",
-            Access::User,
-            infer::infer_version,
         )
         .get(
             "/v2/models/{model}/config",
@@ -143,7 +130,7 @@ fn metadata_json(info: &ModelInfo) -> Value {
     })
 }
 
-async fn metadata(
+pub(crate) async fn metadata(
     State(state): State<AppState>,
     Path(model): Path<String>,
 ) -> Result<Json<Value>, V2Error> {
@@ -158,11 +145,11 @@ async fn metadata_version(
     Ok(Json(metadata_json(&state.manager.info(&model, v)?)))
 }
 
-async fn ready(state: State<AppState>, Path(model): Path<String>) -> Response {
+pub(crate) async fn ready(state: State<AppState>, Path(model): Path<String>) -> Response {
     ready_answer(state, &model, None)
 }
 
-async fn ready_version(
+pub(crate) async fn ready_version(
     state: State<AppState>,
     Path((model, v)): Path<(String, String)>,
 ) -> Response {

@@ -19,6 +19,10 @@ use crate::body::{self, BodyError};
 use crate::routes::{Access, Face, Routes};
 use crate::{rows, AppState};
 
+mod v2;
+
+pub use v2::{infer_v2, infer_v2_version};
+
 pub fn routes() -> Routes {
     Routes::new(Face::Pinferencia)
         .get("/v1/healthz", Access::Open, healthz)
@@ -115,7 +119,7 @@ impl From<BodyError> for Detail {
 }
 
 /// Pinferencia's version names: `default` (or nothing) is the served default.
-fn version(model: &str, v: &str) -> Result<Option<u64>, Detail> {
+pub(super) fn version(model: &str, v: &str) -> Result<Option<u64>, Detail> {
     match v {
         "default" | "" => Ok(None),
         v => v.parse().map(Some).map_err(|_| {
@@ -134,11 +138,14 @@ async fn healthz(State(state): State<AppState>) -> Response {
     Json(true).into_response()
 }
 
-async fn ready(state: State<AppState>, Path(model): Path<String>) -> Result<Json<bool>, Detail> {
+pub async fn ready(
+    state: State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<bool>, Detail> {
     is_ready(state, &model, None)
 }
 
-async fn ready_version(
+pub async fn ready_version(
     state: State<AppState>,
     Path((model, v)): Path<(String, String)>,
 ) -> Result<Json<bool>, Detail> {
@@ -222,7 +229,7 @@ struct InferRequest {
     instances: Vec<Value>,
 }
 
-fn id_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(super) fn id_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
@@ -275,7 +282,7 @@ async fn infer_version(
     respond(result)
 }
 
-fn respond(result: Result<Value, Detail>) -> Response {
+pub(super) fn respond(result: Result<Value, Detail>) -> Response {
     match result {
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),
