@@ -32,9 +32,18 @@ impl TimedCell {
     }
 }
 
+/// Upper bounds, in seconds, of the request-latency histogram's buckets: from
+/// a microsecond model's answer to a long generation.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];
+
 /// Live counters of one model version. They outlive loads and unloads.
 #[derive(Debug, Default)]
 pub struct VersionStats {
+    /// Requests by the first bucket whose bound holds their duration; the
+    /// last cell counts the ones above every bound.
+    latency: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     success: TimedCell,
     fail: TimedCell,
     queue: TimedCell,
@@ -59,10 +68,19 @@ pub struct StatsSnapshot {
     pub last_inference_ms: u64,
     /// Per batch size: how many batches of that size ran and their compute time.
     pub batches: BTreeMap<usize, Timed>,
+    /// Requests per latency bucket (not cumulative), as `LATENCY_BUCKETS`,
+    /// then the ones above the last bound.
+    pub latency: Vec<u64>,
 }
 
 impl VersionStats {
     pub fn record_request(&self, ok: bool, took: Duration) {
+        let secs = took.as_secs_f64();
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|&bound| secs <= bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.latency[bucket].fetch_add(1, Relaxed);
         if ok {
             self.success.add(1, took);
         } else {
@@ -101,6 +119,24 @@ impl VersionStats {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            latency: self.latency.iter().map(|c| c.load(Relaxed)).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_land_in_the_bucket_that_holds_them() {
+        let s = VersionStats::default();
+        s.record_request(true, Duration::from_micros(300));
+        s.record_request(false, Duration::from_millis(1));
+        s.record_request(true, Duration::from_secs(120));
+        let l = s.snapshot().latency;
+        assert_eq!(l.len(), LATENCY_BUCKETS.len() + 1);
+        assert_eq!((l[0], l[1], l[LATENCY_BUCKETS.len()]), (1, 1, 1));
+        assert_eq!(l.iter().sum::<u64>(), 3);
     }
 }

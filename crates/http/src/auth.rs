@@ -29,11 +29,11 @@ pub struct Guard {
 }
 
 impl Guard {
-    pub fn new(auth: Option<Arc<Auth>>, compat: Compat, table: RouteTable) -> Guard {
+    pub fn new(auth: Option<Arc<Auth>>, compat: Compat, table: Arc<RouteTable>) -> Guard {
         Guard {
             auth,
             compat,
-            table: Arc::new(table),
+            table,
         }
     }
 }

@@ -9,6 +9,7 @@ mod body;
 mod gateway;
 mod inflight;
 mod kserve_v1;
+mod latency;
 mod listing;
 mod metrics;
 mod openai;
@@ -91,6 +92,8 @@ pub struct AppState {
     /// Why each text model failed the last `/health/full` probe, so `/health`
     /// (which loads and probes nothing) tells the same.
     failed_probes: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+    /// Answer latency by face, for `/metrics`.
+    face_latency: Arc<latency::FaceLatency>,
 }
 
 impl AppState {
@@ -111,6 +114,7 @@ impl AppState {
             // ZStack keeps a job about two days; at most 10000 are kept here.
             api_results: Arc::new(Results::new(Duration::from_secs(2 * 86_400), 10_000)),
             failed_probes: Arc::default(),
+            face_latency: Arc::default(),
         }
     }
 
@@ -148,6 +152,12 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
     let (routes, table) = all_routes().into_parts();
+    let table = Arc::new(table);
+    let timing = latency::Timing {
+        latency: state.face_latency.clone(),
+        table: table.clone(),
+        compat: state.compat,
+    };
     let guard = auth::Guard::new(state.auth.clone(), state.compat, table);
     routes
         .fallback(not_found)
@@ -158,6 +168,8 @@ pub fn router(state: AppState) -> Router {
             inflight::charge,
         ))
         .layer(axum::middleware::from_fn_with_state(guard, auth::check))
+        // Outside auth: a refusal is an answer its face gave, and is timed.
+        .layer(axum::middleware::from_fn_with_state(timing, latency::time))
         .layer(DefaultBodyLimit::max(limit))
         // gzip and deflate bodies, both ways, as Triton's clients send and accept them.
         // The body limit applies to the decoded body, so a small bomb cannot grow past it.

@@ -9,7 +9,8 @@ use std::fmt::Write;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use inferd_core::stats::StatsSnapshot;
+use inferd_core::stats::{StatsSnapshot, LATENCY_BUCKETS};
+use inferd_store::{JobStatus, ServiceStatus};
 
 use crate::AppState;
 
@@ -93,9 +94,169 @@ fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
-pub fn render(state: &AppState) -> String {
+/// Counts the store keeps: services by status and async jobs by state.
+#[derive(Default)]
+pub struct Stored {
+    services: Vec<(String, u64)>,
+    jobs: Vec<(String, u64)>,
+}
+
+impl Stored {
+    async fn read(state: &AppState) -> Stored {
+        let Some(store) = state.store.clone() else {
+            return Stored::default();
+        };
+        tokio::task::spawn_blocking(move || Stored {
+            services: store.service_counts().unwrap_or_default(),
+            jobs: store.job_counts().unwrap_or_default(),
+        })
+        .await
+        .unwrap_or_default()
+    }
+}
+
+/// One histogram's series: `buckets` per bucket (not cumulative) under
+/// `bounds`, the last above them all.
+fn histogram(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    bounds: &[f64],
+    buckets: &[u64],
+    sum: f64,
+) {
+    let mut total = 0;
+    for (bound, n) in bounds.iter().zip(buckets) {
+        total += n;
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {total}");
+    }
+    total += buckets.get(bounds.len()).copied().unwrap_or(0);
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {total}");
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+    let _ = writeln!(out, "{name}_count{{{labels}}} {total}");
+}
+
+/// Batch sizes' bucket bounds.
+const BATCH_BOUNDS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+
+/// Latency, batch and queue series per model version, per face, and the
+/// store's counts; every label value is a repository name, a face, or a
+/// fixed word.
+fn render_load(
+    out: &mut String,
+    state: &AppState,
+    rows: &[(String, u64, StatsSnapshot)],
+    stored: &Stored,
+) {
+    header(
+        out,
+        "inferd_request_duration_seconds",
+        "histogram",
+        "Inference request latency per model version, queue and compute",
+    );
+    for (model, version, s) in rows {
+        let labels = format!("model=\"{}\",version=\"{version}\"", label(model));
+        let sum = (s.success.ns + s.fail.ns) as f64 / 1e9;
+        histogram(
+            out,
+            "inferd_request_duration_seconds",
+            &labels,
+            &LATENCY_BUCKETS,
+            &s.latency,
+            sum,
+        );
+    }
+    header(
+        out,
+        "inferd_batch_size",
+        "histogram",
+        "Rows per batch the model ran",
+    );
+    for (model, version, s) in rows {
+        let labels = format!("model=\"{}\",version=\"{version}\"", label(model));
+        let mut buckets = vec![0; BATCH_BOUNDS.len() + 1];
+        let mut sum = 0.0;
+        for (&size, t) in &s.batches {
+            let at = BATCH_BOUNDS
+                .iter()
+                .position(|&b| size as f64 <= b)
+                .unwrap_or(BATCH_BOUNDS.len());
+            buckets[at] += t.count;
+            sum += (size as u64 * t.count) as f64;
+        }
+        histogram(
+            out,
+            "inferd_batch_size",
+            &labels,
+            &BATCH_BOUNDS,
+            &buckets,
+            sum,
+        );
+    }
+    header(
+        out,
+        "inferd_queue_depth",
+        "gauge",
+        "Requests waiting in a loaded model version's queue",
+    );
+    for (model, version, depth) in state.manager.queue_depths() {
+        let _ = writeln!(
+            out,
+            "inferd_queue_depth{{model=\"{}\",version=\"{version}\"}} {depth}",
+            label(&model)
+        );
+    }
+    header(
+        out,
+        "inferd_http_request_duration_seconds",
+        "histogram",
+        "Time each face takes to an answer's head, by status class",
+    );
+    for ((face, class), h) in state.face_latency.snapshot() {
+        let labels = format!("face=\"{face}\",class=\"{class}\"");
+        histogram(
+            out,
+            "inferd_http_request_duration_seconds",
+            &labels,
+            &LATENCY_BUCKETS,
+            &h.buckets,
+            h.sum,
+        );
+    }
+    header(
+        out,
+        "inferd_services",
+        "gauge",
+        "Seed-003 inference services by status",
+    );
+    for status in ServiceStatus::ALL {
+        let n = stored
+            .services
+            .iter()
+            .find(|(s, _)| s == status.as_str())
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(out, "inferd_services{{status=\"{}\"}} {n}", status.as_str());
+    }
+    header(
+        out,
+        "inferd_async_jobs",
+        "gauge",
+        "Async /inference jobs kept, by state",
+    );
+    for job in JobStatus::ALL {
+        let n = stored
+            .jobs
+            .iter()
+            .find(|(s, _)| s == job.as_str())
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(out, "inferd_async_jobs{{state=\"{}\"}} {n}", job.as_str());
+    }
+}
+
+pub fn render(state: &AppState, stored: &Stored) -> String {
     let mut out = String::new();
     let rows = state.manager.stats(None, None).unwrap_or_default();
+    render_load(&mut out, state, &rows, stored);
     for (name, kind, help, value) in PER_MODEL {
         header(&mut out, name, kind, help);
         for (model, version, s) in &rows {
@@ -203,7 +364,11 @@ pub fn render(state: &AppState) -> String {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&state))
+    let stored = Stored::read(&state).await;
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        render(&state, &stored),
+    )
 }
 
 #[cfg(test)]

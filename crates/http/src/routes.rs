@@ -65,6 +65,22 @@ pub enum Face {
 }
 
 impl Face {
+    /// Its `face` label in `/metrics`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Face::KserveV1 => "kserve_v1",
+            Face::Pinferencia => "pinferencia",
+            Face::V2 => "v2",
+            Face::Unified => "inference",
+            Face::OpenAi => "openai",
+            Face::Gateway => "generate",
+            Face::Tgi => "tgi",
+            Face::ZStack => "zstack",
+            Face::Services => "services",
+            Face::ByCompat | Face::ByCompatV2 => "shared",
+        }
+    }
+
     /// The face that answers under `compat`.
     pub fn owner(self, compat: Compat) -> Face {
         match (self, compat) {

@@ -16,6 +16,14 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::Queued => "queued",
@@ -78,6 +86,14 @@ fn record(row: &Row<'_>) -> rusqlite::Result<(JobRecord, String)> {
 }
 
 impl Store {
+    /// How many jobs are in each state now (states with none are left out).
+    pub fn job_counts(&self) -> StoreResult<Vec<(String, u64)>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn insert_job(&self, id: &str, request: &str) -> StoreResult<()> {
         self.lock().execute(
             "INSERT INTO jobs (id, request, status, created_at) VALUES (?1, ?2, 'queued', ?3)",

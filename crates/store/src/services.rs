@@ -298,6 +298,14 @@ impl Store {
             == 1)
     }
 
+    /// How many services are in each status now (statuses with none are left out).
+    pub fn service_counts(&self) -> StoreResult<Vec<(String, u64)>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM services GROUP BY status")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// This store's own name, made once: what the kubernetes orchestrator
     /// labels its InferenceServices with, so it never takes another inferd's
     /// (a second store in the same namespace) for its own orphans.

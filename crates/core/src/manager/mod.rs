@@ -364,6 +364,22 @@ impl Manager {
             .collect())
     }
 
+    /// Requests waiting in each loaded version's queue now.
+    pub fn queue_depths(&self) -> Vec<(String, u64, usize)> {
+        let st = self.lock();
+        st.models
+            .iter()
+            .flat_map(|(n, e)| {
+                e.versions
+                    .iter()
+                    .filter_map(move |(v, slot)| match &slot.state {
+                        SlotState::Ready(l) => Some((n.clone(), *v, l.scheduler.queue_len())),
+                        _ => None,
+                    })
+            })
+            .collect()
+    }
+
     pub fn cache_counters(&self) -> CacheCounters {
         self.lock().counters.clone()
     }

@@ -191,7 +191,7 @@ async fn undeclared(k: &Keyed, table: &RouteTable) -> Vec<String> {
 async fn the_walk_finds_routes_registered_around_routes() {
     let (routes, table) = all_routes().into_parts();
     let build = |state: AppState| {
-        let guard = Guard::new(state.auth.clone(), state.compat, table);
+        let guard = Guard::new(state.auth.clone(), state.compat, std::sync::Arc::new(table));
         routes
             .route("/v2/sneaky", routing::get(|| async { "in" }))
             .route("/v2/models/{model}", routing::delete(|| async { "gone" }))

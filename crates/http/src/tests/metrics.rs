@@ -78,6 +78,11 @@ async fn metrics_count_requests_per_model_in_prometheus_text() {
         let (series, value) = line.rsplit_once(' ').unwrap();
         assert!(value.parse::<f64>().is_ok(), "{line}");
         let name = series.split('{').next().unwrap();
-        assert!(typed.contains(name), "{name} has no TYPE before it");
+        // A histogram's TYPE names the family its _bucket, _sum and _count share.
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
+            .unwrap_or(name);
+        assert!(typed.contains(family), "{name} has no TYPE before it");
     }
 }
