@@ -232,7 +232,10 @@ impl Services {
         };
         let saved = rec.clone();
         let ceiling = self.memory_ceiling();
-        match self.blocking(move |s| s.insert_service(&saved, ceiling)).await? {
+        match self
+            .blocking(move |s| s.insert_service(&saved, ceiling))
+            .await?
+        {
             Admission::Admitted => {
                 self.spawn_deploy(rec.clone());
                 Ok(rec)
@@ -241,9 +244,28 @@ impl Services {
                 "an inference service named '{}' already exists",
                 rec.name
             ))),
-            Admission::NoRoom { reserved } => Err(ServiceError::invalid(format!(
-                "'memory' {memory} does not fit: the server has {ceiling} bytes for services and they already hold {reserved}"
-            ))),
+            // Memory is a request, as a cluster takes it: one that cannot be
+            // given is a service that fails, saying why (a start asks again).
+            Admission::NoRoom { reserved } => {
+                let failed = ServiceRecord {
+                    status: ServiceStatus::Failed,
+                    reason: Some(format!(
+                        "asks for {memory} bytes of memory, which does not fit: the server has {ceiling} bytes for services and they already hold {reserved}"
+                    )),
+                    ..rec
+                };
+                let saved = failed.clone();
+                match self
+                    .blocking(move |s| s.insert_service(&saved, u64::MAX))
+                    .await?
+                {
+                    Admission::NameTaken => Err(ServiceError::conflict(format!(
+                        "an inference service named '{}' already exists",
+                        failed.name
+                    ))),
+                    _ => Ok(failed),
+                }
+            }
         }
     }
 

@@ -178,9 +178,13 @@ async fn start_checks_the_memory_again() {
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.json());
     let first = a.json()["data"]["service_id"].as_str().unwrap().to_string();
     wait_running(&app, &first).await;
+    // Memory is a request: one that does not fit is a service that failed, saying why.
     let a = create("second").await;
-    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.json());
-    assert!(a.json()["message"]
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.json());
+    assert_eq!(a.json()["data"]["status"], "failed", "{}", a.json());
+    let second = a.json()["data"]["service_id"].as_str().unwrap().to_string();
+    let rec = get(&app, &format!("/api/v1/inference/services/{second}")).await;
+    assert!(rec.json()["data"]["reason"]
         .as_str()
         .unwrap()
         .contains("does not fit"));
@@ -190,8 +194,10 @@ async fn start_checks_the_memory_again() {
         wait_leaving(&app, &first, "stopping").await["data"]["status"],
         "stopped"
     );
-    let a = create("second").await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.json());
+    // Once there is room, a start gives it what it asked for.
+    let start = format!("/api/v1/inference/services/{second}/start");
+    assert_eq!(post(&app, &start, json!({})).await.status, StatusCode::OK);
+    wait_running(&app, &second).await;
     let start = format!("/api/v1/inference/services/{first}/start");
     let a = post(&app, &start, json!({})).await;
     assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.json());
