@@ -104,6 +104,25 @@ fn annotation(fake: &FakeKube, id: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// `METHOD /api/v1/inference/services/{id}{tail}`, which must answer 200.
+fn act(addr: &str, method: &str, id: &str, tail: &str) {
+    let (code, body) = http(
+        addr,
+        method,
+        &format!("/api/v1/inference/services/{id}{tail}"),
+        "",
+    );
+    assert_eq!(code, 200, "{method} {id}{tail}: {body}");
+}
+
+fn until_annotation(fake: &FakeKube, id: &str, want: &str) {
+    until(
+        &format!("{id}'s stop annotation to be {want}"),
+        || annotation(fake, id),
+        |a| a.as_deref() == Some(want),
+    );
+}
+
 fn ready(ready: bool) -> Value {
     json!({"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]})
 }
@@ -160,18 +179,8 @@ fn a_service_is_an_inference_service_that_follows_kserve() {
     );
 
     // Stop: the annotation, then KServe's Stopped condition.
-    let (code, body) = http(
-        &addr,
-        "POST",
-        &format!("/api/v1/inference/services/{id}/stop"),
-        "",
-    );
-    assert_eq!(code, 200, "{body}");
-    until(
-        "the stop annotation",
-        || annotation(&fake, &id),
-        |a| a.as_deref() == Some("true"),
-    );
+    act(&addr, "POST", &id, "/stop");
+    until_annotation(&fake, &id, "true");
     assert_eq!(service(&addr, &id)["status"], "stopping");
     fake.set_status(
         &id,
@@ -181,18 +190,8 @@ fn a_service_is_an_inference_service_that_follows_kserve() {
     wait_status(&addr, &id, "stopped");
 
     // Start: the resource exists (409 on create), so it is patched back to running.
-    let (code, body) = http(
-        &addr,
-        "POST",
-        &format!("/api/v1/inference/services/{id}/start"),
-        "",
-    );
-    assert_eq!(code, 200, "{body}");
-    until(
-        "the stop annotation cleared",
-        || annotation(&fake, &id),
-        |a| a.as_deref() == Some("false"),
-    );
+    act(&addr, "POST", &id, "/start");
+    until_annotation(&fake, &id, "false");
     fake.set_status(&id, ready(true));
     wait_status(&addr, &id, "running");
 
@@ -216,13 +215,7 @@ fn a_service_is_an_inference_service_that_follows_kserve() {
     let rolled = |isvc: Option<Value>| isvc.unwrap()["spec"]["predictor"]["annotations"].clone();
     let before = rolled(fake.object(&id));
     std::thread::sleep(Duration::from_millis(1100));
-    let (code, body) = http(
-        &addr,
-        "POST",
-        &format!("/api/v1/inference/services/{id}/start"),
-        "",
-    );
-    assert_eq!(code, 200, "{body}");
+    act(&addr, "POST", &id, "/start");
     until(
         "a new deployed-at",
         || rolled(fake.object(&id)),
@@ -233,13 +226,7 @@ fn a_service_is_an_inference_service_that_follows_kserve() {
     fake.set_status(&id, ready(true));
     wait_status(&addr, &id, "running");
 
-    let (code, body) = http(
-        &addr,
-        "DELETE",
-        &format!("/api/v1/inference/services/{id}"),
-        "",
-    );
-    assert_eq!(code, 200, "{body}");
+    act(&addr, "DELETE", &id, "");
     assert!(
         fake.object(&id).is_none(),
         "deleted service's InferenceService remains"
@@ -259,13 +246,7 @@ fn the_api_s_refusals_and_silences_become_reasons() {
     let denied = create(&addr, "denied");
     let failed = wait_status(&addr, &denied, "failed");
     assert!(failed.to_string().contains("403"), "{failed}");
-    let (code, body) = http(
-        &addr,
-        "POST",
-        &format!("/api/v1/inference/services/{denied}/stop"),
-        "",
-    );
-    assert_eq!(code, 200, "{body}");
+    act(&addr, "POST", &denied, "/stop");
     wait_status(&addr, &denied, "stopped");
 
     // The API server's own failure, and no answer at all: still creating,
@@ -296,13 +277,7 @@ fn the_api_s_refusals_and_silences_become_reasons() {
         Option::is_some,
     );
     fake.fail_next(Method::DELETE, Fault::Status(500));
-    let (code, body) = http(
-        &addr,
-        "DELETE",
-        &format!("/api/v1/inference/services/{gone}"),
-        "",
-    );
-    assert_eq!(code, 200, "{body}");
+    act(&addr, "DELETE", &gone, "");
     until("the orphan removed", || fake.object(&gone), Option::is_none);
 
     // A reading the cluster refuses changes nothing, and the next one follows.
@@ -330,18 +305,8 @@ fn a_restart_brings_the_cluster_back_in_line_with_the_store() {
         fake.set_status(id, ready(true));
         wait_status(&addr, id, "running");
     }
-    let (code, body) = http(
-        &addr,
-        "POST",
-        &format!("/api/v1/inference/services/{paused}/stop"),
-        "",
-    );
-    assert_eq!(code, 200, "{body}");
-    until(
-        "the stop annotation",
-        || annotation(&fake, &paused),
-        |a| a.as_deref() == Some("true"),
-    );
+    act(&addr, "POST", &paused, "/stop");
+    until_annotation(&fake, &paused, "true");
     fake.set_status(
         &paused,
         json!({"conditions": [{"type": "Stopped", "status": "True"}]}),
@@ -389,11 +354,7 @@ fn a_restart_brings_the_cluster_back_in_line_with_the_store() {
     );
     assert_eq!(service(&addr, &lost)["status"], "creating");
     // Stopped in the store: stopped again.
-    until(
-        "the stop annotation back",
-        || annotation(&fake, &paused),
-        |a| a.as_deref() == Some("true"),
-    );
+    until_annotation(&fake, &paused, "true");
     assert_eq!(service(&addr, &paused)["status"], "stopped");
     // Ours without a record: removed; someone else's: left alone.
     until(

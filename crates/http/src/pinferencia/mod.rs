@@ -336,14 +336,24 @@ async fn infer_with(
     let info = state.manager.info_loaded(&model, v).await?;
     let plan = rows::from_instances(&info, &req.instances, state.manager.config().max_elements)?;
     let answer = rows::run(&state.manager, &model, v, plan).await?;
-    let mut out = json!({ "model_name": model, "predictions": answer.predictions() });
-    if versioned {
-        out["model_version"] = Value::String(answer.version.to_string());
+    let out = json!({ "model_name": model, "predictions": answer.predictions() });
+    Ok(kserve_answer(
+        out,
+        versioned.then_some(answer.version),
+        req.id,
+    ))
+}
+
+/// The kserve flavour's answer: `model_version` only on a versioned path,
+/// `id` only when the request had one, as Pinferencia does.
+pub(super) fn kserve_answer(mut out: Value, version: Option<u64>, id: Option<String>) -> Value {
+    if let Some(v) = version {
+        out["model_version"] = Value::String(v.to_string());
     }
-    if let Some(id) = req.id {
+    if let Some(id) = id {
         out["id"] = Value::String(id);
     }
-    Ok(out)
+    out
 }
 
 fn model_version_json(state: &AppState, model: &str, v: u64) -> Value {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{id_text, respond, version, Detail};
+use super::{id_text, kserve_answer, respond, version, Detail};
 use crate::{body, rows, AppState};
 
 #[derive(Deserialize)]
@@ -87,12 +87,10 @@ async fn run(
     let max = state.manager.config().max_elements;
     let plan = rows::from_columns(&info, &Value::Object(columns), max)?;
     let answer = rows::run(&state.manager, &model, v, plan).await?;
-    let mut out = json!({ "model_name": model, "outputs": answer.tensors() });
-    if versioned {
-        out["model_version"] = Value::String(answer.version.to_string());
-    }
-    if let Some(id) = req.id {
-        out["id"] = Value::String(id);
-    }
-    Ok(out)
+    let out = json!({ "model_name": model, "outputs": answer.tensors() });
+    Ok(kserve_answer(
+        out,
+        versioned.then_some(answer.version),
+        req.id,
+    ))
 }
