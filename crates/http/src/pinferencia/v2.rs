@@ -22,13 +22,43 @@ struct Request {
     inputs: Vec<Input>,
 }
 
-/// `shape`, `datatype` and `parameters` are read from the model instead, as
-/// Pinferencia ignores them.
+/// `datatype` and `parameters` are read from the model instead, as
+/// Pinferencia ignores them. A `shape` with flat `data` (an OIP client's
+/// request) nests the data by it; without one the data is taken as sent.
 #[derive(Deserialize)]
 struct Input {
     #[serde(default)]
     name: Option<String>,
+    #[serde(default)]
+    shape: Option<Vec<usize>>,
     data: Value,
+}
+
+impl Input {
+    fn data(&self) -> Value {
+        match (&self.shape, &self.data) {
+            (Some(shape), Value::Array(flat))
+                if shape.len() > 1
+                    && !flat.iter().any(Value::is_array)
+                    && shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+                        == Some(flat.len()) =>
+            {
+                nest(flat, shape)
+            }
+            _ => self.data.clone(),
+        }
+    }
+}
+
+/// `flat` (whose length is the product of `shape`) as nested arrays.
+fn nest(flat: &[Value], shape: &[usize]) -> Value {
+    match shape {
+        [] | [_] => Value::Array(flat.to_vec()),
+        [_, inner @ ..] => {
+            let step = inner.iter().product::<usize>().max(1);
+            Value::Array(flat.chunks(step).map(|c| nest(c, inner)).collect())
+        }
+    }
 }
 
 pub async fn infer_v2(
@@ -70,12 +100,12 @@ async fn run(
         }
         // One input is the model's one input, whatever it is called.
         [one] if info.inputs.len() == 1 => {
-            Map::from_iter([(info.inputs[0].name.clone(), one.data.clone())])
+            Map::from_iter([(info.inputs[0].name.clone(), one.data())])
         }
         many => many
             .iter()
             .map(|i| {
-                i.name.clone().map(|n| (n, i.data.clone())).ok_or_else(|| {
+                i.name.clone().map(|n| (n, i.data())).ok_or_else(|| {
                     Detail(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         "Input name should be provided given multiple inputs.".into(),

@@ -290,6 +290,17 @@ async fn compat_pinferencia_answers_arrays() {
         .await
         .json();
     assert_eq!(a["model_version"], "1");
+    // An OIP client's flat data with its shape is nested by the shape.
+    let oip = json!({"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32",
+        "data": [6.7, 3.0, 5.2, 2.3]}]});
+    let a = post(&app, "/v2/models/iris/infer", oip).await.json();
+    let label = a["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "label")
+        .unwrap();
+    assert_eq!(label["data"], json!([2]), "{a}");
     // Several inputs need names, in FastAPI's error shape.
     let two = json!({"inputs": [{"data": [1]}, {"data": [2]}]});
     let r = post(&app, "/v2/models/add_sub/infer", two).await;
