@@ -148,3 +148,25 @@ def test_a_real_prometheus_scrapes_and_answers_a_query(base_url, http, tmp_path)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_generation_series_count_tokens_and_the_first_ones_wait(base_url, http, llm):
+    """Tokens (their rate is tokens/s), time to first token, and the decode
+    slots, for the text model; one generation moves them."""
+    model = (("model", llm), ("version", "1"))
+    _, before = by_sample(base_url, http)
+    body = {"model_id": llm, "inputs": "1, 2, 3, 4,", "parameters": {"max_new_tokens": 5, "do_sample": False}}
+    r = http.post(f"{base_url}/v1/generate", json=body, timeout=120)
+    assert r.status_code == 200, r.text
+    tokens = r.json()["tokens"]
+    _, after = by_sample(base_url, http)
+
+    def moved(name, labels=model):
+        return after.get((name, labels), 0) - before.get((name, labels), 0)
+
+    assert moved("inferd_generated_tokens_total") == tokens
+    assert moved("inferd_time_to_first_token_seconds_count") == 1
+    assert moved("inferd_time_to_first_token_seconds_sum") > 0
+    assert after[("inferd_generation_slots", model)] >= 1
+    assert after[("inferd_generation_slots_in_use", model)] == 0, "the generation ended"
+    assert after[("inferd_generations_waiting", model)] == 0

@@ -44,6 +44,12 @@ pub struct VersionStats {
     /// Requests by the first bucket whose bound holds their duration; the
     /// last cell counts the ones above every bound.
     latency: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    /// Generations by the bucket of their first token's wait, as `latency`.
+    first_token: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    first_token_ns: AtomicU64,
+    generated_tokens: AtomicU64,
+    /// Generations started and not yet ended (decoding or waiting for a slot).
+    generations: AtomicU64,
     success: TimedCell,
     fail: TimedCell,
     queue: TimedCell,
@@ -71,16 +77,27 @@ pub struct StatsSnapshot {
     /// Requests per latency bucket (not cumulative), as `LATENCY_BUCKETS`,
     /// then the ones above the last bound.
     pub latency: Vec<u64>,
+    /// Generations per time-to-first-token bucket, as `latency`, and their
+    /// total wait.
+    pub first_token: Vec<u64>,
+    pub first_token_ns: u64,
+    pub generated_tokens: u64,
+    /// Generations under way now.
+    pub generations: u64,
+}
+
+/// The bucket of `LATENCY_BUCKETS` that holds `took`.
+fn bucket(took: Duration) -> usize {
+    let secs = took.as_secs_f64();
+    LATENCY_BUCKETS
+        .iter()
+        .position(|&bound| secs <= bound)
+        .unwrap_or(LATENCY_BUCKETS.len())
 }
 
 impl VersionStats {
     pub fn record_request(&self, ok: bool, took: Duration) {
-        let secs = took.as_secs_f64();
-        let bucket = LATENCY_BUCKETS
-            .iter()
-            .position(|&bound| secs <= bound)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.latency[bucket].fetch_add(1, Relaxed);
+        self.latency[bucket(took)].fetch_add(1, Relaxed);
         if ok {
             self.success.add(1, took);
         } else {
@@ -91,6 +108,25 @@ impl VersionStats {
             .unwrap_or_default()
             .as_millis() as u64;
         self.last_inference_ms.store(now, Relaxed);
+    }
+
+    /// A generation's first token came `after` its start.
+    pub fn record_first_token(&self, after: Duration) {
+        self.first_token[bucket(after)].fetch_add(1, Relaxed);
+        self.first_token_ns
+            .fetch_add(after.as_nanos() as u64, Relaxed);
+    }
+
+    pub fn record_token(&self) {
+        self.generated_tokens.fetch_add(1, Relaxed);
+    }
+
+    pub fn generation_started(&self) {
+        self.generations.fetch_add(1, Relaxed);
+    }
+
+    pub fn generation_ended(&self) {
+        self.generations.fetch_sub(1, Relaxed);
     }
 
     /// One batch ran: `rows` rows from `requests` requests that waited `queued` in all.
@@ -120,6 +156,10 @@ impl VersionStats {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
             latency: self.latency.iter().map(|c| c.load(Relaxed)).collect(),
+            first_token: self.first_token.iter().map(|c| c.load(Relaxed)).collect(),
+            first_token_ns: self.first_token_ns.load(Relaxed),
+            generated_tokens: self.generated_tokens.load(Relaxed),
+            generations: self.generations.load(Relaxed),
         }
     }
 }

@@ -253,10 +253,86 @@ fn render_load(
     }
 }
 
+/// Generation series, for the versions that generate text (loaded now, or
+/// that have generated): tokens (a rate of them is tokens/s), time to the
+/// first token, and the decode slots in use and the generations waiting.
+fn render_generation(out: &mut String, state: &AppState, rows: &[(String, u64, StatsSnapshot)]) {
+    let text: Vec<_> = rows
+        .iter()
+        .filter_map(|(model, version, s)| {
+            let slots = state.manager.loaded_text_info(model).map(|i| i.slots);
+            (slots.is_some() || s.generated_tokens > 0).then_some((model, version, s, slots))
+        })
+        .collect();
+    header(
+        out,
+        "inferd_generated_tokens_total",
+        "counter",
+        "Tokens generated",
+    );
+    for (model, version, s, _) in &text {
+        let _ = writeln!(
+            out,
+            "inferd_generated_tokens_total{{model=\"{}\",version=\"{version}\"}} {}",
+            label(model),
+            s.generated_tokens
+        );
+    }
+    header(
+        out,
+        "inferd_time_to_first_token_seconds",
+        "histogram",
+        "From a generation's start to its first token",
+    );
+    for (model, version, s, _) in &text {
+        let labels = format!("model=\"{}\",version=\"{version}\"", label(model));
+        let sum = s.first_token_ns as f64 / 1e9;
+        histogram(
+            out,
+            "inferd_time_to_first_token_seconds",
+            &labels,
+            &LATENCY_BUCKETS,
+            &s.first_token,
+            sum,
+        );
+    }
+    for (name, help) in [
+        (
+            "inferd_generation_slots",
+            "Sequences the model decodes together",
+        ),
+        (
+            "inferd_generation_slots_in_use",
+            "Slots decoding a generation now",
+        ),
+        (
+            "inferd_generations_waiting",
+            "Generations waiting for a slot",
+        ),
+    ] {
+        header(out, name, "gauge", help);
+        for (model, version, s, slots) in &text {
+            let slots = slots.unwrap_or(0) as u64;
+            let in_use = s.generations.min(slots);
+            let value = match name {
+                "inferd_generation_slots" => slots,
+                "inferd_generation_slots_in_use" => in_use,
+                _ => s.generations - in_use,
+            };
+            let _ = writeln!(
+                out,
+                "{name}{{model=\"{}\",version=\"{version}\"}} {value}",
+                label(model)
+            );
+        }
+    }
+}
+
 pub fn render(state: &AppState, stored: &Stored) -> String {
     let mut out = String::new();
     let rows = state.manager.stats(None, None).unwrap_or_default();
     render_load(&mut out, state, &rows, stored);
+    render_generation(&mut out, state, &rows);
     for (name, kind, help, value) in PER_MODEL {
         header(&mut out, name, kind, help);
         for (model, version, s) in &rows {

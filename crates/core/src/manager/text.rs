@@ -52,6 +52,7 @@ impl TextModel {
             self.info().deadline_for(req.sampling.max_new_tokens),
         );
         let events = self.generator().start(&self.name, req, deadline)?;
+        self.loaded.stats.generation_started();
         Ok(Generation {
             events,
             loaded: self.loaded.clone(),
@@ -59,6 +60,7 @@ impl TextModel {
             started,
             deadline,
             ended: false,
+            first: true,
         })
     }
 }
@@ -71,6 +73,14 @@ pub struct Generation {
     started: Instant,
     deadline: Instant,
     ended: bool,
+    /// No token has come yet.
+    first: bool,
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        self.loaded.stats.generation_ended();
+    }
 }
 
 /// A generation read to its end.
@@ -100,7 +110,12 @@ impl Generation {
                 deadline: self.deadline - self.started,
             }),
         };
-        if !matches!(event, Event::Token(_)) {
+        if let Event::Token(_) = event {
+            if std::mem::take(&mut self.first) {
+                self.loaded.stats.record_first_token(self.started.elapsed());
+            }
+            self.loaded.stats.record_token();
+        } else {
             self.ended = true;
             self.loaded
                 .stats
