@@ -28,7 +28,7 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from conftest import IRIS_LABELS, IRIS_ROWS, MODELS
+from conftest import IRIS_LABELS, IRIS_ROWS, LLM_GGUF, MODELS, REPO_ROOT
 
 ERROR_CODES = {
     "UNSUPPORTED_TASK",
@@ -702,6 +702,11 @@ def _check_examples(http, base_url):
     covered = {(e["request"]["task"], e["request"]["model_name"]) for e in examples}
     assert {("tensors", m) for m in MODELS} <= covered
     assert ("image-classification", "digits") in covered
+    # Every task a present model can do, the fetched weights' included.
+    if (REPO_ROOT / "models" / "minilm" / "1").is_dir():
+        assert ("feature-extraction", "minilm") in covered
+    if LLM_GGUF.is_file():
+        assert ("text-generation", "smollm2") in covered
     failures = []
     for e in examples:
         assert e["endpoint"] == "POST /inference/infer"

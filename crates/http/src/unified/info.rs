@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use inferd_core::{IMAGE_CLASSIFICATION, TENSORS};
+use inferd_core::generate::TEXT_GENERATION;
+use inferd_core::{FEATURE_EXTRACTION, IMAGE_CLASSIFICATION, TENSORS};
 use serde_json::{json, Value};
 
 use super::now;
@@ -95,15 +96,23 @@ pub async fn examples(State(state): State<AppState>) -> Json<Value> {
             continue;
         };
         for task in info.tasks() {
-            let data = match task {
-                TENSORS => example_inputs(&info),
-                IMAGE_CLASSIFICATION => json!({ "image": WHITE_PNG }),
+            let (data, options) = match task {
+                TENSORS => (example_inputs(&info), json!({})),
+                IMAGE_CLASSIFICATION => (json!({ "image": WHITE_PNG }), json!({})),
+                FEATURE_EXTRACTION => (
+                    json!(["A model server that answers in every API its users speak."]),
+                    json!({}),
+                ),
+                TEXT_GENERATION => (
+                    json!("The capital of France is"),
+                    json!({ "max_new_tokens": 16 }),
+                ),
                 _ => continue,
             };
             examples.push(json!({
                 "description": format!("{task} with {name}"),
                 "endpoint": "POST /inference/infer",
-                "request": { "task": task, "engine": info.config.backend, "model_name": name, "data": data, "options": {} },
+                "request": { "task": task, "engine": info.config.backend, "model_name": name, "data": data, "options": options },
             }));
         }
     }
