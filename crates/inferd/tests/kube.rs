@@ -369,30 +369,18 @@ fn a_restart_brings_the_cluster_back_in_line_with_the_store() {
 #[test]
 fn kubernetes_needs_to_know_where_kserve_finds_models() {
     let data = temp_dir("kube-flags");
-    let (ok, _, err) = inferd(&[
-        "serve",
-        "--port",
-        "0",
-        "--grpc-port",
-        "0",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--orchestrator",
-        "kubernetes",
-    ]);
+    let serve = |extra: &[&str]| {
+        let mut args = vec!["serve", "--port", "0", "--grpc-port", "0", "--data-dir"];
+        args.push(data.to_str().unwrap());
+        args.extend(["--orchestrator", "kubernetes"]);
+        args.extend(extra);
+        inferd(&args)
+    };
+    let (ok, _, err) = serve(&[]);
     assert!(!ok);
     assert!(err.contains("--kube-storage-uri-prefix"), "{err}");
     let missing = data.join("no-such-kubeconfig");
-    let (ok, _, err) = inferd(&[
-        "serve",
-        "--port",
-        "0",
-        "--grpc-port",
-        "0",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--orchestrator",
-        "kubernetes",
+    let (ok, _, err) = serve(&[
         "--kube-storage-uri-prefix",
         "pvc://models",
         "--kubeconfig",
