@@ -22,6 +22,35 @@ pub struct CacheEntry {
     pub memory: u64,
 }
 
+/// A version being loaded now, and how far: its backend reads the files
+/// itself, so what is known is the time so far, the size of what it reads,
+/// and how long its last load took.
+#[derive(Debug, Clone)]
+pub struct LoadingEntry {
+    pub key: String,
+    pub model: String,
+    pub version: u64,
+    pub elapsed: Duration,
+    /// The version's files on disk.
+    pub bytes: u64,
+    pub last_load: Option<Duration>,
+}
+
+impl LoadingEntry {
+    /// `loading for 3.2 s: 96.0 MB of files (its last load took 5.1 s)`.
+    pub fn describe(&self) -> String {
+        let last = self
+            .last_load
+            .map(|d| format!(" (its last load took {:.1} s)", d.as_secs_f64()))
+            .unwrap_or_default();
+        format!(
+            "loading for {:.1} s: {:.1} MB of files{last}",
+            self.elapsed.as_secs_f64(),
+            self.bytes as f64 / 1e6
+        )
+    }
+}
+
 /// What a budget change did.
 #[derive(Debug, Clone)]
 pub struct Resized {
@@ -64,6 +93,32 @@ impl Manager {
         }
         entries.sort_by_key(|(tick, _)| *tick);
         entries.into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// Every version being loaded now, deployments' included.
+    pub fn loading_entries(&self) -> Vec<LoadingEntry> {
+        let st = self.lock();
+        let mut out = Vec::new();
+        for (name, entry) in &st.models {
+            let backend = entry
+                .config
+                .as_ref()
+                .map(|c| c.backend.clone())
+                .unwrap_or_default();
+            for (&version, slot) in &entry.versions {
+                if let SlotState::Loading { reserved, since } = &slot.state {
+                    out.push(LoadingEntry {
+                        key: format!("{backend}:{name}"),
+                        model: name.clone(),
+                        version,
+                        elapsed: since.elapsed(),
+                        bytes: *reserved,
+                        last_load: slot.last_load,
+                    });
+                }
+            }
+        }
+        out
     }
 
     pub fn budget(&self) -> Budget {

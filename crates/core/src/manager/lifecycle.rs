@@ -13,6 +13,9 @@ use crate::error::{CoreError, CoreResult};
 use crate::repository::{self, folder_bytes};
 use crate::scheduler::{Scheduler, SchedulerConfig};
 
+/// How often a load under way is logged, after the first such wait.
+const LOAD_LOG_EVERY: Duration = Duration::from_secs(5);
+
 enum Step {
     Ready(Arc<Loaded>),
     Wait,
@@ -154,7 +157,7 @@ impl Manager {
                         loaded.scheduler.close();
                         draining.push((v, loaded));
                     }
-                    SlotState::Loading { reserved } => slot.state = SlotState::Loading { reserved },
+                    loading @ SlotState::Loading { .. } => slot.state = loading,
                     SlotState::Unloading => {}
                     SlotState::Unloaded { by_request: was } => {
                         slot.state = SlotState::Unloaded {
@@ -308,7 +311,10 @@ impl Manager {
                     tracing::info!(model = %ename, version = ev, "evicted (least recently used)");
                 }
                 let slot = st.slot_mut(name, v).expect("resolved version");
-                slot.state = SlotState::Loading { reserved: needed };
+                slot.state = SlotState::Loading {
+                    reserved: needed,
+                    since: Instant::now(),
+                };
                 slot.last_used = tick;
                 slot.last_access = Some(SystemTime::now());
                 slot.access_count += 1;
@@ -342,7 +348,7 @@ impl Manager {
             plan.dir.clone(),
             plan.config.clone(),
         );
-        let result = tokio::task::spawn_blocking(move || {
+        let mut loading = tokio::task::spawn_blocking(move || {
             let backend = backend
                 .ok_or_else(|| format!("no backend named '{}' in this build", config.backend))?;
             let version_dir = dir.join(version.to_string());
@@ -375,9 +381,22 @@ impl Manager {
                 loaded_at: SystemTime::now(),
                 version,
             })
-        })
-        .await
-        .unwrap_or_else(|e| Err(format!("loader panicked: {e}")));
+        });
+        // A load that takes more than a moment says how far it is, in the log.
+        let mut ticks = tokio::time::interval_at((started + LOAD_LOG_EVERY).into(), LOAD_LOG_EVERY);
+        let result = loop {
+            tokio::select! {
+                done = &mut loading => {
+                    break done.unwrap_or_else(|e| Err(format!("loader panicked: {e}")));
+                }
+                _ = ticks.tick() => {
+                    let now = self.loading_entries();
+                    if let Some(e) = now.iter().find(|e| e.model == plan.name && e.version == plan.version) {
+                        tracing::info!(model = %plan.name, version = plan.version, "{}", e.describe());
+                    }
+                }
+            }
+        };
         let took = started.elapsed();
         let outcome = {
             let mut st = self.lock();
@@ -396,6 +415,7 @@ impl Manager {
             if let Some(slot) = st.slot_mut(&plan.name, plan.version) {
                 slot.state = match &outcome {
                     Ok(l) => {
+                        slot.last_load = Some(took);
                         slot.specs = Some((l.model.inputs().to_vec(), l.model.outputs().to_vec()));
                         SlotState::Ready(l.clone())
                     }

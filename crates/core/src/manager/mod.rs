@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-pub use cache::{CacheEntry, Resized};
+pub use cache::{CacheEntry, LoadingEntry, Resized};
 pub use deploy::{Deployed, Deployment};
 pub use state::{Budget, CacheCounters, Loaded, ManagerState, SlotState};
 pub use tasks::{Embeddings, FEATURE_EXTRACTION, IMAGE_CLASSIFICATION, TENSORS};
@@ -328,6 +328,15 @@ impl Manager {
                     SlotState::Unloaded { by_request: false } => {
                         "not loaded yet: loads on first request".into()
                     }
+                    SlotState::Loading { reserved, since } => LoadingEntry {
+                        key: String::new(),
+                        model: name.clone(),
+                        version: v,
+                        elapsed: since.elapsed(),
+                        bytes: *reserved,
+                        last_load: slot.last_load,
+                    }
+                    .describe(),
                     _ => String::new(),
                 };
                 rows.push(IndexEntry {

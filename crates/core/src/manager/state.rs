@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::backend::LoadedModel;
 use crate::config::{ModelConfig, TensorSpec};
@@ -37,7 +37,9 @@ pub enum SlotState {
         by_request: bool,
     },
     Loading {
+        /// The model's size on disk, held against the budget while it loads.
         reserved: u64,
+        since: Instant,
     },
     Ready(Arc<Loaded>),
     Unloading,
@@ -68,6 +70,9 @@ pub struct Slot {
     /// so metadata of a model read from its graph stays known after eviction.
     pub specs: Option<(Vec<TensorSpec>, Vec<TensorSpec>)>,
     pub stats: Arc<VersionStats>,
+    /// How long its last successful load took: what a load under way is
+    /// measured against.
+    pub last_load: Option<Duration>,
 }
 
 impl Slot {
@@ -79,6 +84,7 @@ impl Slot {
             access_count: 0,
             specs: None,
             stats: Arc::default(),
+            last_load: None,
         }
     }
 }
@@ -215,7 +221,7 @@ impl ManagerState {
                             idle.push((slot.last_used, name.clone(), v, l.memory));
                         }
                     }
-                    SlotState::Loading { reserved } => {
+                    SlotState::Loading { reserved, .. } => {
                         count += 1;
                         used += reserved;
                     }
@@ -250,7 +256,7 @@ impl ManagerState {
             .flat_map(|e| e.versions.values())
             .map(|s| match &s.state {
                 SlotState::Ready(l) => l.memory,
-                SlotState::Loading { reserved } => *reserved,
+                SlotState::Loading { reserved, .. } => *reserved,
                 _ => 0,
             })
             .sum()

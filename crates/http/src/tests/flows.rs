@@ -5,7 +5,10 @@ use axum::http::StatusCode;
 use inferd_core::ManagerConfig;
 use serde_json::{json, Value};
 
-use super::{app, app_for, get, iris_request, manager, models, post, send, temp_repo, write_model};
+use super::{
+    app, app_for, get, iris_request, manager, models, post, send, slow_identity, temp_repo,
+    write_model,
+};
 use crate::Compat;
 
 #[tokio::test]
@@ -456,4 +459,75 @@ async fn a_raw_binary_request_is_the_one_input_and_answers_binary() {
         .as_str()
         .unwrap()
         .contains("exactly one input"));
+}
+
+#[tokio::test]
+async fn a_load_under_way_says_how_far_it_is() {
+    let root = temp_repo("progress");
+    write_model(
+        &root,
+        "slow",
+        &slow_identity(0, "").replace("delay_ms = 0", "delay_ms = 0\nload_delay_ms = 1500"),
+    );
+    std::fs::create_dir_all(root.join("slow/1")).unwrap();
+    std::fs::write(root.join("slow/1/weights.bin"), vec![0u8; 2_000_000]).unwrap();
+    let m = manager(&root, ManagerConfig::default());
+    let app = app_for(m, Compat::Kserve);
+    let loader = {
+        let app = app.clone();
+        tokio::spawn(async move { post(&app, "/v2/repository/models/slow/load", json!({})).await })
+    };
+    let row = loop {
+        let index = post(&app, "/v2/repository/index", json!({})).await.json();
+        let row = index
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "slow")
+            .cloned()
+            .unwrap();
+        if row["state"] == "LOADING" {
+            break row;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let reason = row["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("loading for") && reason.contains("2.0 MB"),
+        "{reason}"
+    );
+    let cache = get(&app, "/inference/cache/models").await.json();
+    let loading = &cache["loading"][0];
+    assert_eq!(loading["model_name"], "slow", "{cache}");
+    assert_eq!(loading["status"], "loading");
+    assert!(loading["bytes"].as_u64().unwrap() >= 2_000_000, "{loading}");
+    assert!(loading["last_load_time_s"].is_null(), "{loading}");
+    assert_eq!(loader.await.unwrap().status, StatusCode::OK);
+    assert_eq!(
+        get(&app, "/inference/cache/models").await.json()["loading"],
+        json!([])
+    );
+    // The next load is measured against this one.
+    post(&app, "/v2/repository/models/slow/unload", json!({})).await;
+    let app2 = app.clone();
+    let again =
+        tokio::spawn(
+            async move { post(&app2, "/v2/repository/models/slow/load", json!({})).await },
+        );
+    let reason = loop {
+        let index = post(&app, "/v2/repository/index", json!({})).await.json();
+        let row = index
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "slow")
+            .cloned()
+            .unwrap();
+        if row["state"] == "LOADING" {
+            break row["reason"].as_str().unwrap().to_string();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(reason.contains("its last load took 1."), "{reason}");
+    assert_eq!(again.await.unwrap().status, StatusCode::OK);
 }

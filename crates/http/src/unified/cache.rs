@@ -79,7 +79,31 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
             })
         })
         .collect();
-    Json(json!({ "success": true, "count": models.len(), "models": models, "timestamp": now() }))
+    // Loads under way, with how far they are (not yet cache entries).
+    let loading: Vec<Value> = state
+        .manager
+        .loading_entries()
+        .into_iter()
+        .map(|e| {
+            json!({
+                "key": e.key,
+                "model_name": e.model,
+                "version": e.version.to_string(),
+                "status": "loading",
+                "elapsed_s": e.elapsed.as_secs_f64(),
+                "bytes": e.bytes,
+                "last_load_time_s": e.last_load.map(|d| d.as_secs_f64()),
+                "progress": e.describe(),
+            })
+        })
+        .collect();
+    Json(json!({
+        "success": true,
+        "count": models.len(),
+        "models": models,
+        "loading": loading,
+        "timestamp": now()
+    }))
 }
 
 pub async fn remove(
