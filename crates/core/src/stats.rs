@@ -86,8 +86,9 @@ pub struct StatsSnapshot {
     pub generations: u64,
 }
 
-/// The bucket of `LATENCY_BUCKETS` that holds `took`.
-fn bucket(took: Duration) -> usize {
+/// The bucket of `LATENCY_BUCKETS` that holds `took` (the last one, past
+/// them all, when none does).
+pub fn latency_bucket(took: Duration) -> usize {
     let secs = took.as_secs_f64();
     LATENCY_BUCKETS
         .iter()
@@ -97,7 +98,7 @@ fn bucket(took: Duration) -> usize {
 
 impl VersionStats {
     pub fn record_request(&self, ok: bool, took: Duration) {
-        self.latency[bucket(took)].fetch_add(1, Relaxed);
+        self.latency[latency_bucket(took)].fetch_add(1, Relaxed);
         if ok {
             self.success.add(1, took);
         } else {
@@ -112,7 +113,7 @@ impl VersionStats {
 
     /// A generation's first token came `after` its start.
     pub fn record_first_token(&self, after: Duration) {
-        self.first_token[bucket(after)].fetch_add(1, Relaxed);
+        self.first_token[latency_bucket(after)].fetch_add(1, Relaxed);
         self.first_token_ns
             .fetch_add(after.as_nanos() as u64, Relaxed);
     }

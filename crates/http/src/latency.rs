@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use inferd_core::stats::LATENCY_BUCKETS;
+use inferd_core::stats::{latency_bucket, LATENCY_BUCKETS};
 
 use crate::routes::RouteTable;
 use crate::Compat;
@@ -29,13 +29,8 @@ impl Histogram {
         if self.buckets.is_empty() {
             self.buckets = vec![0; LATENCY_BUCKETS.len() + 1];
         }
-        let secs = took.as_secs_f64();
-        let at = LATENCY_BUCKETS
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.buckets[at] += 1;
-        self.sum += secs;
+        self.buckets[latency_bucket(took)] += 1;
+        self.sum += took.as_secs_f64();
         self.count += 1;
     }
 }

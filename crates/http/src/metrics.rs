@@ -115,6 +115,11 @@ impl Stored {
     }
 }
 
+/// A model version's labels.
+fn model_labels(model: &str, version: u64) -> String {
+    format!("model=\"{}\",version=\"{version}\"", label(model))
+}
+
 /// One histogram's series: `buckets` per bucket (not cumulative) under
 /// `bounds`, the last above them all.
 fn histogram(
@@ -155,7 +160,7 @@ fn render_load(
         "Inference request latency per model version, queue and compute",
     );
     for (model, version, s) in rows {
-        let labels = format!("model=\"{}\",version=\"{version}\"", label(model));
+        let labels = model_labels(model, *version);
         let sum = (s.success.ns + s.fail.ns) as f64 / 1e9;
         histogram(
             out,
@@ -173,7 +178,7 @@ fn render_load(
         "Rows per batch the model ran",
     );
     for (model, version, s) in rows {
-        let labels = format!("model=\"{}\",version=\"{version}\"", label(model));
+        let labels = model_labels(model, *version);
         let mut buckets = vec![0; BATCH_BOUNDS.len() + 1];
         let mut sum = 0.0;
         for (&size, t) in &s.batches {
@@ -202,8 +207,8 @@ fn render_load(
     for (model, version, depth) in state.manager.queue_depths() {
         let _ = writeln!(
             out,
-            "inferd_queue_depth{{model=\"{}\",version=\"{version}\"}} {depth}",
-            label(&model)
+            "inferd_queue_depth{{{}}} {depth}",
+            model_labels(&model, version)
         );
     }
     header(
@@ -273,8 +278,8 @@ fn render_generation(out: &mut String, state: &AppState, rows: &[(String, u64, S
     for (model, version, s, _) in &text {
         let _ = writeln!(
             out,
-            "inferd_generated_tokens_total{{model=\"{}\",version=\"{version}\"}} {}",
-            label(model),
+            "inferd_generated_tokens_total{{{}}} {}",
+            model_labels(model, **version),
             s.generated_tokens
         );
     }
@@ -285,7 +290,7 @@ fn render_generation(out: &mut String, state: &AppState, rows: &[(String, u64, S
         "From a generation's start to its first token",
     );
     for (model, version, s, _) in &text {
-        let labels = format!("model=\"{}\",version=\"{version}\"", label(model));
+        let labels = model_labels(model, **version);
         let sum = s.first_token_ns as f64 / 1e9;
         histogram(
             out,
@@ -319,11 +324,7 @@ fn render_generation(out: &mut String, state: &AppState, rows: &[(String, u64, S
                 "inferd_generation_slots_in_use" => in_use,
                 _ => s.generations - in_use,
             };
-            let _ = writeln!(
-                out,
-                "{name}{{model=\"{}\",version=\"{version}\"}} {value}",
-                label(model)
-            );
+            let _ = writeln!(out, "{name}{{{}}} {value}", model_labels(model, **version));
         }
     }
 }

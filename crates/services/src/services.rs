@@ -61,6 +61,12 @@ impl ServiceError {
         ServiceError::new(ErrorKind::Conflict, message)
     }
 
+    fn name_taken(name: &str) -> ServiceError {
+        ServiceError::conflict(format!(
+            "an inference service named '{name}' already exists"
+        ))
+    }
+
     fn unknown(id: &str) -> ServiceError {
         ServiceError::new(
             ErrorKind::NotFound,
@@ -240,10 +246,7 @@ impl Services {
                 self.spawn_deploy(rec.clone());
                 Ok(rec)
             }
-            Admission::NameTaken => Err(ServiceError::conflict(format!(
-                "an inference service named '{}' already exists",
-                rec.name
-            ))),
+            Admission::NameTaken => Err(ServiceError::name_taken(&rec.name)),
             // Memory is a request, as a cluster takes it: one that cannot be
             // given is a service that fails, saying why (a start asks again).
             Admission::NoRoom { reserved } => {
@@ -259,10 +262,7 @@ impl Services {
                     .blocking(move |s| s.insert_service(&saved, u64::MAX))
                     .await?
                 {
-                    Admission::NameTaken => Err(ServiceError::conflict(format!(
-                        "an inference service named '{}' already exists",
-                        failed.name
-                    ))),
+                    Admission::NameTaken => Err(ServiceError::name_taken(&failed.name)),
                     _ => Ok(failed),
                 }
             }
@@ -537,8 +537,8 @@ impl Services {
         }
         let should_run = matches!(rec.status, Creating | Running);
         let asked = match (rec.status, seen) {
-            (Creating | Running, None) => Some(self.orchestrator.deploy(rec).await),
-            (Creating | Running, Some(o)) if o.stop_requested => {
+            // Should run, but has no instances or was stopped behind our back.
+            (Creating | Running, o) if o.is_none_or(|o| o.stop_requested) => {
                 Some(self.orchestrator.deploy(rec).await)
             }
             (Stopping | Stopped, Some(o)) if !o.stop_requested => {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::state::SlotState;
+use super::state::{Slot, SlotState};
 use super::{Budget, Manager};
 use crate::error::{CoreError, CoreResult};
 
@@ -37,6 +37,26 @@ pub struct LoadingEntry {
 }
 
 impl LoadingEntry {
+    /// The slot's load, if one is under way; `backend` makes its cache key.
+    pub(super) fn of(
+        backend: &str,
+        model: &str,
+        version: u64,
+        slot: &Slot,
+    ) -> Option<LoadingEntry> {
+        let SlotState::Loading { reserved, since } = &slot.state else {
+            return None;
+        };
+        Some(LoadingEntry {
+            key: format!("{backend}:{model}"),
+            model: model.to_string(),
+            version,
+            elapsed: since.elapsed(),
+            bytes: *reserved,
+            last_load: slot.last_load,
+        })
+    }
+
     /// `loading for 3.2 s: 96.0 MB of files (its last load took 5.1 s)`.
     pub fn describe(&self) -> String {
         let last = self
@@ -105,18 +125,12 @@ impl Manager {
                 .as_ref()
                 .map(|c| c.backend.clone())
                 .unwrap_or_default();
-            for (&version, slot) in &entry.versions {
-                if let SlotState::Loading { reserved, since } = &slot.state {
-                    out.push(LoadingEntry {
-                        key: format!("{backend}:{name}"),
-                        model: name.clone(),
-                        version,
-                        elapsed: since.elapsed(),
-                        bytes: *reserved,
-                        last_load: slot.last_load,
-                    });
-                }
-            }
+            out.extend(
+                entry
+                    .versions
+                    .iter()
+                    .filter_map(|(&v, slot)| LoadingEntry::of(&backend, name, v, slot)),
+            );
         }
         out
     }

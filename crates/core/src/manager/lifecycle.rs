@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::state::{Budget, Loaded, SlotState};
-use super::{Manager, Outcome};
+use super::{LoadingEntry, Manager, Outcome};
 use crate::backend::LoadSpec;
 use crate::config::ModelConfig;
 use crate::error::{CoreError, CoreResult};
@@ -390,8 +390,11 @@ impl Manager {
                     break done.unwrap_or_else(|e| Err(format!("loader panicked: {e}")));
                 }
                 _ = ticks.tick() => {
-                    let now = self.loading_entries();
-                    if let Some(e) = now.iter().find(|e| e.model == plan.name && e.version == plan.version) {
+                    let now = self
+                        .lock()
+                        .slot_mut(&plan.name, plan.version)
+                        .and_then(|slot| LoadingEntry::of("", &plan.name, plan.version, slot));
+                    if let Some(e) = now {
                         tracing::info!(model = %plan.name, version = plan.version, "{}", e.describe());
                     }
                 }

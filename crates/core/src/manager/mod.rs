@@ -328,15 +328,9 @@ impl Manager {
                     SlotState::Unloaded { by_request: false } => {
                         "not loaded yet: loads on first request".into()
                     }
-                    SlotState::Loading { reserved, since } => LoadingEntry {
-                        key: String::new(),
-                        model: name.clone(),
-                        version: v,
-                        elapsed: since.elapsed(),
-                        bytes: *reserved,
-                        last_load: slot.last_load,
-                    }
-                    .describe(),
+                    SlotState::Loading { .. } => LoadingEntry::of("", name, v, slot)
+                        .map(|e| e.describe())
+                        .unwrap_or_default(),
                     _ => String::new(),
                 };
                 rows.push(IndexEntry {

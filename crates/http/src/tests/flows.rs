@@ -461,6 +461,30 @@ async fn a_raw_binary_request_is_the_one_input_and_answers_binary() {
         .contains("exactly one input"));
 }
 
+/// Starts loading `model` in the background.
+fn load_in_background(app: &axum::Router, model: &str) -> tokio::task::JoinHandle<super::Answer> {
+    let (app, path) = (app.clone(), format!("/v2/repository/models/{model}/load"));
+    tokio::spawn(async move { post(&app, &path, json!({})).await })
+}
+
+/// `model`'s repository index row, once it is LOADING.
+async fn loading_row(app: &axum::Router, model: &str) -> Value {
+    loop {
+        let index = post(app, "/v2/repository/index", json!({})).await.json();
+        let row = index
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == model)
+            .cloned()
+            .unwrap();
+        if row["state"] == "LOADING" {
+            return row;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_load_under_way_says_how_far_it_is() {
     let root = temp_repo("progress");
@@ -473,24 +497,8 @@ async fn a_load_under_way_says_how_far_it_is() {
     std::fs::write(root.join("slow/1/weights.bin"), vec![0u8; 2_000_000]).unwrap();
     let m = manager(&root, ManagerConfig::default());
     let app = app_for(m, Compat::Kserve);
-    let loader = {
-        let app = app.clone();
-        tokio::spawn(async move { post(&app, "/v2/repository/models/slow/load", json!({})).await })
-    };
-    let row = loop {
-        let index = post(&app, "/v2/repository/index", json!({})).await.json();
-        let row = index
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == "slow")
-            .cloned()
-            .unwrap();
-        if row["state"] == "LOADING" {
-            break row;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let loader = load_in_background(&app, "slow");
+    let row = loading_row(&app, "slow").await;
     let reason = row["reason"].as_str().unwrap();
     assert!(
         reason.starts_with("loading for") && reason.contains("2.0 MB"),
@@ -509,25 +517,11 @@ async fn a_load_under_way_says_how_far_it_is() {
     );
     // The next load is measured against this one.
     post(&app, "/v2/repository/models/slow/unload", json!({})).await;
-    let app2 = app.clone();
-    let again =
-        tokio::spawn(
-            async move { post(&app2, "/v2/repository/models/slow/load", json!({})).await },
-        );
-    let reason = loop {
-        let index = post(&app, "/v2/repository/index", json!({})).await.json();
-        let row = index
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == "slow")
-            .cloned()
-            .unwrap();
-        if row["state"] == "LOADING" {
-            break row["reason"].as_str().unwrap().to_string();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
-    assert!(reason.contains("its last load took 1."), "{reason}");
+    let again = load_in_background(&app, "slow");
+    let reason = loading_row(&app, "slow").await["reason"].clone();
+    assert!(
+        reason.as_str().unwrap().contains("its last load took 1."),
+        "{reason}"
+    );
     assert_eq!(again.await.unwrap().status, StatusCode::OK);
 }
