@@ -1,10 +1,11 @@
 //! Request latency by face, for `/metrics`: how long each face takes to
 //! produce an answer's head (a stream's first bytes, not its end), by status
 //! class. Labels come from the route table, never from the request, so their
-//! values are bounded (a dozen faces, three classes).
+//! values are bounded (a dozen faces, three classes), and every cell exists
+//! from the start: a request only adds to atomics, with no lock.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -12,11 +13,13 @@ use axum::middleware::Next;
 use axum::response::Response;
 use inferd_core::stats::{latency_bucket, LATENCY_BUCKETS};
 
-use crate::routes::RouteTable;
+use crate::routes::{Face, RouteTable};
 use crate::Compat;
 
-/// One histogram: requests per bucket (not cumulative, the last above every
-/// bound), their total seconds and count.
+const CLASSES: [&str; 3] = ["2xx", "4xx", "5xx"];
+
+/// One histogram's counts: requests per bucket (not cumulative, the last
+/// above every bound), their total seconds and count.
 #[derive(Debug, Clone, Default)]
 pub struct Histogram {
     pub buckets: Vec<u64>,
@@ -24,34 +27,52 @@ pub struct Histogram {
     pub count: u64,
 }
 
-impl Histogram {
-    fn add(&mut self, took: Duration) {
-        if self.buckets.is_empty() {
-            self.buckets = vec![0; LATENCY_BUCKETS.len() + 1];
+#[derive(Debug, Default)]
+struct Cell {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    ns: AtomicU64,
+}
+
+impl Cell {
+    fn add(&self, took: Duration) {
+        self.buckets[latency_bucket(took)].fetch_add(1, Relaxed);
+        self.ns.fetch_add(took.as_nanos() as u64, Relaxed);
+    }
+
+    fn get(&self) -> Histogram {
+        let buckets: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        Histogram {
+            count: buckets.iter().sum(),
+            buckets,
+            sum: self.ns.load(Relaxed) as f64 / 1e9,
         }
-        self.buckets[latency_bucket(took)] += 1;
-        self.sum += took.as_secs_f64();
-        self.count += 1;
     }
 }
 
-/// Histograms by (face, status class).
+/// Histograms by face (`Face::ALL`, then requests no route matched) and
+/// status class.
 #[derive(Debug, Default)]
-pub struct FaceLatency(Mutex<BTreeMap<(&'static str, &'static str), Histogram>>);
+pub struct FaceLatency([[Cell; CLASSES.len()]; Face::ALL.len() + 1]);
 
 impl FaceLatency {
-    fn record(&self, face: &'static str, class: &'static str, took: Duration) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((face, class))
-            .or_default()
-            .add(took);
+    fn record(&self, face: Option<Face>, class: usize, took: Duration) {
+        let at = face.map_or(Face::ALL.len(), |f| f as usize);
+        self.0[at][class].add(took);
     }
 
+    /// The (face, class) cells that have seen a request.
     pub fn snapshot(&self) -> Vec<((&'static str, &'static str), Histogram)> {
-        let cells = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        cells.iter().map(|(k, h)| (*k, h.clone())).collect()
+        let names = Face::ALL.iter().map(|f| f.name()).chain(["none"]);
+        names
+            .zip(&self.0)
+            .flat_map(|(face, row)| {
+                CLASSES
+                    .iter()
+                    .zip(row)
+                    .map(move |(class, cell)| ((face, *class), cell.get()))
+            })
+            .filter(|(_, h)| h.count > 0)
+            .collect()
     }
 }
 
@@ -67,21 +88,35 @@ pub async fn time(State(t): State<Timing>, req: Request, next: Next) -> Response
     let face = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| {
-            t.table
-                .access(req.method(), p.as_str())
-                .1
-                .owner(t.compat)
-                .name()
-        })
-        .unwrap_or("none");
+        .map(|p| t.table.access(req.method(), p.as_str()).1.owner(t.compat));
     let start = Instant::now();
     let res = next.run(req).await;
     let class = match res.status().as_u16() {
-        500.. => "5xx",
-        400..=499 => "4xx",
-        _ => "2xx",
+        500.. => 2,
+        400..=499 => 1,
+        _ => 0,
     };
     t.latency.record(face, class, start.elapsed());
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_face_has_its_own_row() {
+        for (i, face) in Face::ALL.iter().enumerate() {
+            assert_eq!(*face as usize, i, "{face:?}");
+        }
+        let l = FaceLatency::default();
+        l.record(Some(Face::V2), 0, Duration::from_millis(2));
+        l.record(None, 1, Duration::from_millis(2));
+        let seen: Vec<_> = l
+            .snapshot()
+            .into_iter()
+            .map(|(k, h)| (k, h.count))
+            .collect();
+        assert_eq!(seen, [(("v2", "2xx"), 1), (("none", "4xx"), 1)]);
+    }
 }

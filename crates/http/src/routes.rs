@@ -65,6 +65,21 @@ pub enum Face {
 }
 
 impl Face {
+    /// Every face, in declaration order (`face as usize` indexes it).
+    pub const ALL: [Face; 11] = [
+        Face::KserveV1,
+        Face::Pinferencia,
+        Face::V2,
+        Face::Unified,
+        Face::OpenAi,
+        Face::Gateway,
+        Face::Tgi,
+        Face::ZStack,
+        Face::Services,
+        Face::ByCompat,
+        Face::ByCompatV2,
+    ];
+
     /// Its `face` label in `/metrics`.
     pub fn name(self) -> &'static str {
         match self {
