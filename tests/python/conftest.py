@@ -21,6 +21,7 @@ hide a broken setup. Run pytest with `-rs` to see each skip's reason.
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -120,14 +121,19 @@ def wait_until_up(proc, probe, what, timeout, log):
         time.sleep(0.2)
 
 
-def start_inferd(tmp_path_factory, tag, models, args=(), timeout=60):
+def start_inferd(tmp_path_factory, tag, models, args=(), timeout=60, data=None):
     """Starts `INFERD_BIN serve` on a repository of `models` ({name: model.toml
-    text}, one empty version each) and a data dir of its own; yields its URL once
-    it answers, stops it afterwards. For a generator fixture: `yield from`."""
+    text}, one empty version each; or {name: Path}, a model folder to copy) and a data dir of its own (or `data`, one the
+    caller prepared, e.g. with API keys made before the server starts); yields its
+    URL once it answers, stops it afterwards. For a generator fixture: `yield from`."""
     binary = inferd_binary(tag)
     root = tmp_path_factory.mktemp(f"{tag}-models")
-    data = tmp_path_factory.mktemp(f"{tag}-data")
+    if data is None:
+        data = tmp_path_factory.mktemp(f"{tag}-data")
     for name, text in models.items():
+        if isinstance(text, Path):
+            shutil.copytree(text, root / name)
+            continue
         (root / name / "1").mkdir(parents=True)
         (root / name / "model.toml").write_text(text)
     port = free_port()
@@ -147,6 +153,35 @@ def start_inferd(tmp_path_factory, tag, models, args=(), timeout=60):
             yield url
         finally:
             stop_process(proc)
+
+
+# --- a real browser: Debian's chromium driven by Playwright --------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium through Playwright (never `playwright install`, which
+    downloads a browser); a skip without either, which fails the run under CI."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed: .venv/bin/pip install -r tests/python/requirements.txt")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (scripts/install-build-deps)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def foreign(urls, base):
+    """The URLs that left `base`'s origin (data: URLs never reach a network)."""
+    origin = urlparse(base)
+    return [u for u in urls
+            if not u.startswith("data:")
+            and (urlparse(u).scheme, urlparse(u).netloc) != (origin.scheme, origin.netloc)]
 
 
 # Builtin identity models that are slow on purpose (see crates/backend-builtin).

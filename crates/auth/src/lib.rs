@@ -102,8 +102,15 @@ impl Auth {
         }
     }
 
+    /// Whether the server serves without credentials now (none were ever made
+    /// and it may run open).
+    pub async fn runs_open(&self) -> Result<bool, CoreError> {
+        let (_, made) = self.snapshot().await?;
+        Ok(self.may_run_open && made == 0)
+    }
+
     /// The role of the request's credential; `None` when it carries none.
-    async fn role(&self, headers: &HeaderMap) -> Result<Option<Role>, CoreError> {
+    pub async fn role(&self, headers: &HeaderMap) -> Result<Option<Role>, CoreError> {
         let (keys, made) = self.snapshot().await?;
         // Open means open: whatever a client sends (the openai client always
         // sends a placeholder key) is not checked.

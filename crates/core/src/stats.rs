@@ -50,6 +50,8 @@ pub struct VersionStats {
     generated_tokens: AtomicU64,
     /// Generations started and not yet ended (decoding or waiting for a slot).
     generations: AtomicU64,
+    /// Tensor requests accepted and not yet answered (queued or running).
+    in_flight: AtomicU64,
     success: TimedCell,
     fail: TimedCell,
     queue: TimedCell,
@@ -84,6 +86,8 @@ pub struct StatsSnapshot {
     pub generated_tokens: u64,
     /// Generations under way now.
     pub generations: u64,
+    /// Tensor requests queued or running now.
+    pub in_flight: u64,
 }
 
 /// The bucket of `LATENCY_BUCKETS` that holds `took` (the last one, past
@@ -120,6 +124,13 @@ impl VersionStats {
 
     pub fn record_token(&self) {
         self.generated_tokens.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a tensor request as in flight until the guard drops, which a
+    /// request its client abandoned does too.
+    pub fn begin(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Relaxed);
+        InFlight(&self.in_flight)
     }
 
     pub fn generation_started(&self) {
@@ -161,7 +172,17 @@ impl VersionStats {
             first_token_ns: self.first_token_ns.load(Relaxed),
             generated_tokens: self.generated_tokens.load(Relaxed),
             generations: self.generations.load(Relaxed),
+            in_flight: self.in_flight.load(Relaxed),
         }
+    }
+}
+
+/// A request in flight; see `VersionStats::begin`.
+pub struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 

@@ -16,7 +16,9 @@ use inferd_core::CoreError;
 
 use crate::routes::{Face, RouteTable};
 use crate::Compat;
-use crate::{gateway, kserve_v1, openai, pinferencia, services, tgi, unified, v2, zstack};
+use crate::{
+    dashboard, gateway, kserve_v1, openai, pinferencia, services, tgi, unified, v2, zstack,
+};
 
 /// What the middleware reads: the credentials, the routes' declarations, and
 /// the `--compat` mode that decides who owns the shared routes.
@@ -68,6 +70,7 @@ fn refusal(face: Face, e: CoreError) -> Response {
         Face::Gateway => gateway::GatewayError::from(e).into_response(),
         Face::Pinferencia => pinferencia::Detail::from(e).into_response(),
         Face::V2 => v2::V2Error::from(e).into_response(),
+        Face::Ops => dashboard::refused(e),
         Face::KserveV1 | Face::ByCompat | Face::ByCompatV2 => {
             kserve_v1::V1Error::from(e).into_response()
         }

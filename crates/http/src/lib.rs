@@ -6,6 +6,7 @@
 
 mod auth;
 mod body;
+mod dashboard;
 mod gateway;
 mod inflight;
 mod kserve_v1;
@@ -13,6 +14,7 @@ mod latency;
 mod listing;
 mod metrics;
 mod openai;
+mod openapi;
 mod pinferencia;
 mod routes;
 mod rows;
@@ -94,6 +96,10 @@ pub struct AppState {
     failed_probes: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
     /// Answer latency by face, for `/metrics`.
     face_latency: Arc<latency::FaceLatency>,
+    /// The last minutes of traffic, for the dashboard.
+    dashboard: Arc<dashboard::History>,
+    /// `/openapi.json`, rendered from the route table when the router is built.
+    openapi: openapi::Published,
 }
 
 impl AppState {
@@ -115,6 +121,8 @@ impl AppState {
             api_results: Arc::new(Results::new(Duration::from_secs(2 * 86_400), 10_000)),
             failed_probes: Arc::default(),
             face_latency: Arc::default(),
+            dashboard: Arc::default(),
+            openapi: openapi::Published::default(),
         }
     }
 
@@ -138,6 +146,12 @@ impl AppState {
         }
     }
 
+    /// Starts the dashboard's once-a-second reading of the counters, so its
+    /// charts cover the minutes before the page was opened.
+    pub fn start_sampling(&self) {
+        self.dashboard.start(&self.manager);
+    }
+
     pub fn with_service_limits(self, limits: ServiceLimits) -> AppState {
         AppState {
             services: Services::new(self.manager.clone(), self.store.clone(), limits),
@@ -152,6 +166,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
     let (routes, table) = all_routes().into_parts();
+    state.openapi.set(&openapi::document(&table, state.compat));
     let table = Arc::new(table);
     let timing = latency::Timing {
         latency: state.face_latency.clone(),
@@ -204,6 +219,8 @@ fn all_routes() -> Routes {
         .merge(tgi::routes())
         .merge(zstack::routes())
         .merge(services::routes())
+        .merge(dashboard::routes())
+        .merge(openapi::routes())
 }
 
 /// Pinferencia answers the model list with an array, KServe and OpenAI clients

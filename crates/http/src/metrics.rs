@@ -97,12 +97,12 @@ fn resident_bytes() -> Option<u64> {
 /// Counts the store keeps: services by status and async jobs by state.
 #[derive(Default)]
 pub struct Stored {
-    services: Vec<(String, u64)>,
-    jobs: Vec<(String, u64)>,
+    pub services: Vec<(String, u64)>,
+    pub jobs: Vec<(String, u64)>,
 }
 
 impl Stored {
-    async fn read(state: &AppState) -> Stored {
+    pub async fn read(state: &AppState) -> Stored {
         let Some(store) = state.store.clone() else {
             return Stored::default();
         };
@@ -209,6 +209,20 @@ fn render_load(
             out,
             "inferd_queue_depth{{{}}} {depth}",
             model_labels(&model, version)
+        );
+    }
+    header(
+        out,
+        "inferd_model_requests_in_flight",
+        "gauge",
+        "Requests a model version is answering now: queued or running, generations included",
+    );
+    for (model, version, s) in rows {
+        let _ = writeln!(
+            out,
+            "inferd_model_requests_in_flight{{{}}} {}",
+            model_labels(model, *version),
+            s.in_flight + s.generations
         );
     }
     header(

@@ -62,11 +62,13 @@ pub enum Face {
     ByCompat,
     /// The /v2 routes OIP V2 and Pinferencia's kserve API both claim.
     ByCompatV2,
+    /// The server's own pages: the dashboard and the API description.
+    Ops,
 }
 
 impl Face {
     /// Every face, in declaration order (`face as usize` indexes it).
-    pub const ALL: [Face; 11] = [
+    pub const ALL: [Face; 12] = [
         Face::KserveV1,
         Face::Pinferencia,
         Face::V2,
@@ -78,6 +80,7 @@ impl Face {
         Face::Services,
         Face::ByCompat,
         Face::ByCompatV2,
+        Face::Ops,
     ];
 
     /// Its `face` label in `/metrics`.
@@ -93,6 +96,7 @@ impl Face {
             Face::ZStack => "zstack",
             Face::Services => "services",
             Face::ByCompat | Face::ByCompatV2 => "shared",
+            Face::Ops => "ops",
         }
     }
 
@@ -261,8 +265,7 @@ impl RouteTable {
         (Access::Admin, face)
     }
 
-    /// Every declaration, for tests that walk the router.
-    #[cfg(test)]
+    /// Every declaration: the API description and the tests that walk the router.
     pub fn iter(&self) -> impl Iterator<Item = &Declared> {
         self.by_path.values().flatten()
     }

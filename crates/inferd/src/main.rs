@@ -128,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(every) = reconcile_every {
         state.services.spawn_reconciler(every);
     }
+    state.start_sampling();
     let (draining, drain_delay) = (state.draining.clone(), settings.drain_delay);
     let app = inferd_http::router(state);
     let addr = SocketAddr::new(settings.host, settings.port);

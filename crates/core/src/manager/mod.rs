@@ -210,6 +210,7 @@ impl Manager {
                 .await
                 .map_err(|_| expired())??;
         let version = loaded.version;
+        let busy = loaded.stats.begin();
         let result = async {
             let (inputs, rows) = order_inputs(
                 &req.model,
@@ -241,6 +242,7 @@ impl Manager {
             })
         }
         .await;
+        drop(busy);
         loaded
             .stats
             .record_request(result.is_ok(), started.elapsed());

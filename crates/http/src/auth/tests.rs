@@ -126,7 +126,7 @@ fn in_envelope(face: Face, status: StatusCode, v: &Value) -> bool {
     let unauthorized = status == StatusCode::UNAUTHORIZED;
     let pick = |a, b| if unauthorized { a } else { b };
     match face {
-        Face::KserveV1 | Face::V2 => {
+        Face::KserveV1 | Face::V2 | Face::Ops => {
             v["error"].is_string() && v.as_object().is_some_and(|o| o.len() == 1)
         }
         Face::Pinferencia => v["detail"].is_string(),

@@ -81,12 +81,32 @@ pub async fn send(
         .unwrap();
     let status = res.status();
     let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let endless = headers
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let body = if endless {
+        stream_for_a_while(res.into_body()).await
+    } else {
+        res.into_body().collect().await.unwrap().to_bytes()
+    };
     Answer {
         status,
         headers,
         body,
     }
+}
+
+/// An event stream's frames until it ends or 2 s pass: some (the dashboard's)
+/// never end.
+async fn stream_for_a_while(mut body: Body) -> Bytes {
+    let mut out = Vec::new();
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    while let Ok(Some(frame)) = tokio::time::timeout_at(until, body.frame()).await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            out.extend_from_slice(&data);
+        }
+    }
+    out.into()
 }
 
 pub async fn get(app: &Router, uri: &str) -> Answer {

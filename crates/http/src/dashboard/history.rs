@@ -1,0 +1,275 @@
+//! The dashboard's memory of the last minutes. The core keeps only totals
+//! since start; rates and recent percentiles are differences between two
+//! readings, so a sampler reads the totals once a second and keeps the
+//! whole-server points for the charts and a few seconds of per-model totals
+//! for the tables. Its size is fixed: `POINTS` points and `WINDOW` readings.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use inferd_core::stats::{StatsSnapshot, LATENCY_BUCKETS};
+use inferd_core::Manager;
+use serde::Serialize;
+
+/// Five minutes of one point a second.
+const POINTS: usize = 300;
+/// Seconds of per-model readings the tables' rates and percentiles span.
+pub const WINDOW: usize = 10;
+
+/// One second of the whole server.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    /// Unix seconds at the end of the second.
+    pub t: f64,
+    pub rps: f64,
+    pub errors_per_s: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub tokens_per_s: f64,
+}
+
+/// A model version's totals at one reading.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    pub requests: u64,
+    pub errors: u64,
+    pub latency: Vec<u64>,
+    pub tokens: u64,
+    pub first_token: Vec<u64>,
+}
+
+impl Totals {
+    pub fn of(s: &StatsSnapshot) -> Totals {
+        Totals {
+            requests: s.success.count + s.fail.count,
+            errors: s.fail.count,
+            latency: s.latency.clone(),
+            tokens: s.generated_tokens,
+            first_token: s.first_token.clone(),
+        }
+    }
+
+    /// What happened between `earlier` and this reading.
+    pub fn since(&self, earlier: Option<&Totals>) -> Totals {
+        let Some(e) = earlier else {
+            return self.clone();
+        };
+        let minus = |now: &[u64], then: &[u64]| -> Vec<u64> {
+            now.iter()
+                .enumerate()
+                .map(|(i, n)| n.saturating_sub(then.get(i).copied().unwrap_or(0)))
+                .collect()
+        };
+        Totals {
+            requests: self.requests.saturating_sub(e.requests),
+            errors: self.errors.saturating_sub(e.errors),
+            latency: minus(&self.latency, &e.latency),
+            tokens: self.tokens.saturating_sub(e.tokens),
+            first_token: minus(&self.first_token, &e.first_token),
+        }
+    }
+
+    fn add(&mut self, other: &Totals) {
+        let plus = |into: &mut Vec<u64>, from: &[u64]| {
+            into.resize(into.len().max(from.len()), 0);
+            for (a, b) in into.iter_mut().zip(from) {
+                *a += b;
+            }
+        };
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.tokens += other.tokens;
+        plus(&mut self.latency, &other.latency);
+        plus(&mut self.first_token, &other.first_token);
+    }
+}
+
+/// The `q` quantile of a histogram of `LATENCY_BUCKETS` counts, in
+/// milliseconds, interpolated within its bucket as Prometheus'
+/// `histogram_quantile` does; `None` for an empty one. Past the last bound
+/// it answers that bound.
+pub fn quantile_ms(buckets: &[u64], q: f64) -> Option<f64> {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let mut below = 0u64;
+    for (i, &n) in buckets.iter().enumerate() {
+        if n > 0 && (below + n) as f64 >= rank {
+            let Some(&upper) = LATENCY_BUCKETS.get(i) else {
+                break;
+            };
+            let lower = if i == 0 { 0.0 } else { LATENCY_BUCKETS[i - 1] };
+            let within = (rank - below as f64) / n as f64;
+            return Some((lower + (upper - lower) * within) * 1000.0);
+        }
+        below += n;
+    }
+    LATENCY_BUCKETS.last().map(|b| b * 1000.0)
+}
+
+type Key = (String, u64);
+
+struct Reading {
+    t: f64,
+    totals: HashMap<Key, Totals>,
+}
+
+#[derive(Default)]
+struct Kept {
+    points: VecDeque<Point>,
+    readings: VecDeque<Reading>,
+}
+
+/// The sampler's findings, shared by every dashboard request.
+pub struct History {
+    kept: Mutex<Kept>,
+    started: AtomicBool,
+    /// When the server was made, for its uptime.
+    born: Instant,
+}
+
+impl Default for History {
+    fn default() -> History {
+        History {
+            kept: Mutex::default(),
+            started: AtomicBool::new(false),
+            born: Instant::now(),
+        }
+    }
+}
+
+/// A model version's recent window: what happened over the last readings.
+pub struct Recent {
+    pub seconds: f64,
+    pub totals: Totals,
+}
+
+impl History {
+    /// Starts the sampler once (later calls do nothing). It holds the
+    /// history weakly and ends when the server drops it.
+    pub fn start(self: &Arc<History>, manager: &Manager) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let history: Weak<History> = Arc::downgrade(self);
+        let manager = manager.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(history) = history.upgrade() else {
+                    return;
+                };
+                history.sample(&manager);
+            }
+        });
+    }
+
+    /// Reads the totals now and keeps them.
+    pub fn sample(&self, manager: &Manager) {
+        let totals: HashMap<Key, Totals> = manager
+            .stats(None, None)
+            .unwrap_or_default()
+            .iter()
+            .map(|(m, v, s)| ((m.clone(), *v), Totals::of(s)))
+            .collect();
+        let t = super::unix_now();
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(last) = kept.readings.back() {
+            let seconds = (t - last.t).max(1e-3);
+            let mut second = Totals::default();
+            for (key, now) in &totals {
+                second.add(&now.since(last.totals.get(key)));
+            }
+            let point = Point {
+                t,
+                rps: second.requests as f64 / seconds,
+                errors_per_s: second.errors as f64 / seconds,
+                p50_ms: quantile_ms(&second.latency, 0.5),
+                p99_ms: quantile_ms(&second.latency, 0.99),
+                tokens_per_s: second.tokens as f64 / seconds,
+            };
+            if kept.points.len() == POINTS {
+                kept.points.pop_front();
+            }
+            kept.points.push_back(point);
+        }
+        if kept.readings.len() > WINDOW {
+            kept.readings.pop_front();
+        }
+        kept.readings.push_back(Reading { t, totals });
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.born.elapsed()
+    }
+
+    /// Every point kept, oldest first.
+    pub fn points(&self) -> Vec<Point> {
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.points.iter().cloned().collect()
+    }
+
+    /// The newest point.
+    pub fn last_point(&self) -> Option<Point> {
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.points.back().cloned()
+    }
+
+    /// Each model version's activity from the oldest reading kept to the
+    /// newest (about `WINDOW` seconds).
+    pub fn recent(&self) -> HashMap<Key, Recent> {
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let (Some(first), Some(last)) = (kept.readings.front(), kept.readings.back()) else {
+            return HashMap::new();
+        };
+        let seconds = (last.t - first.t).max(1.0);
+        last.totals
+            .iter()
+            .map(|(key, now)| {
+                let totals = now.since(first.totals.get(key));
+                (key.clone(), Recent { seconds, totals })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_within_their_bucket() {
+        let mut b = vec![0; LATENCY_BUCKETS.len() + 1];
+        assert_eq!(quantile_ms(&b, 0.5), None);
+        // 10 requests, all between 0.5 ms and 1 ms.
+        b[1] = 10;
+        let p50 = quantile_ms(&b, 0.5).unwrap();
+        assert!((p50 - 0.75).abs() < 1e-9, "{p50}");
+        // One slow one past every bound answers the last bound.
+        b[LATENCY_BUCKETS.len()] = 1;
+        assert_eq!(quantile_ms(&b, 1.0), Some(60_000.0));
+    }
+
+    #[test]
+    fn differences_never_go_below_zero() {
+        let then = Totals {
+            requests: 5,
+            latency: vec![5],
+            ..Totals::default()
+        };
+        let now = Totals {
+            requests: 7,
+            latency: vec![7, 1],
+            ..Totals::default()
+        };
+        let d = now.since(Some(&then));
+        assert_eq!((d.requests, d.latency), (2, vec![2, 1]));
+        assert_eq!(then.since(Some(&now)).requests, 0);
+    }
+}
