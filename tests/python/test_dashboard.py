@@ -172,6 +172,9 @@ def test_numbers_move_after_traffic(tab, base_url, http):
 
 
 def test_unload_and_load_buttons(tab, base_url, http):
+    """Unloads digits on the shared server and loads it again before it ends,
+    as the suite's other unloading tests do (the suite runs one test at a time)."""
+
     def ready():
         return http.get(f"{base_url}/v2/models/digits/ready", timeout=10).status_code == 200
 

@@ -143,6 +143,6 @@ def test_schemathesis_finds_no_server_error_and_no_schema_break(fuzzed_url, tmp_
     and edge cases, then the stateful phase; checked for 5xx, undocumented
     statuses and media types, and answers that break their schema."""
     ops, cases = fuzz(fuzzed_url, tmp_path, "--exclude-path-regex", f"{ENDLESS}|{STATE_CHANGING}")
-    assert ops >= 80 and cases > 2000, (ops, cases)
+    assert ops >= 80 and cases > 1000, (ops, cases)
     ops, cases = fuzz(fuzzed_url, tmp_path, "--include-path-regex", STATE_CHANGING)
     assert ops >= 8, ops

@@ -149,7 +149,7 @@ impl AppState {
     /// Starts the dashboard's once-a-second reading of the counters, so its
     /// charts cover the minutes before the page was opened.
     pub fn start_sampling(&self) {
-        self.dashboard.start(&self.manager);
+        self.dashboard.start(&self.manager, self.store.clone());
     }
 
     pub fn with_service_limits(self, limits: ServiceLimits) -> AppState {

@@ -103,7 +103,11 @@ pub struct Stored {
 
 impl Stored {
     pub async fn read(state: &AppState) -> Stored {
-        let Some(store) = state.store.clone() else {
+        Stored::read_store(state.store.clone()).await
+    }
+
+    pub async fn read_store(store: Option<inferd_store::Store>) -> Stored {
+        let Some(store) = store else {
             return Stored::default();
         };
         tokio::task::spawn_blocking(move || Stored {

@@ -97,26 +97,39 @@ impl From<CoreError> for TgiError {
     }
 }
 
-/// TGI's `GenerateParameters`; features inferd lacks are refused when asked
-/// for, never silently ignored.
-#[derive(Deserialize, Default)]
-struct Parameters {
+/// TGI's `GenerateParameters`. Features inferd lacks are refused when asked
+/// for (`best_of` > 1, `frequency_penalty` ≠ 0, `typical_p`, `truncate`,
+/// `watermark`, `decoder_input_details`, `top_n_tokens` > 0, `grammar`,
+/// `adapter_id`), never silently ignored. Its schema in /openapi.json is
+/// this type's.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = TgiParameters)]
+pub(crate) struct Parameters {
     best_of: Option<u32>,
+    /// Greater than 0, at most 2 (default 1).
     temperature: Option<f32>,
+    /// Greater than 0 (default 1, off).
     repetition_penalty: Option<f32>,
     frequency_penalty: Option<f32>,
+    /// 0 is off.
     top_k: Option<u32>,
+    /// In (0, 1] (default 1).
     top_p: Option<f32>,
     typical_p: Option<f32>,
+    /// Default false (true when `parameters` is absent altogether).
     do_sample: Option<bool>,
+    /// 1 to 4096 (default 128).
     max_new_tokens: Option<u32>,
+    /// Prefix the answer with the prompt.
     #[serde(default)]
     return_full_text: Option<bool>,
+    /// Up to 4 non-empty strings.
     #[serde(default)]
     stop: Vec<String>,
     truncate: Option<u32>,
     #[serde(default)]
     watermark: bool,
+    /// Answer `details` (finish reason, tokens, seed).
     #[serde(default)]
     details: bool,
     #[serde(default)]

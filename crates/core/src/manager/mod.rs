@@ -38,7 +38,7 @@ use crate::budget::InflightBudget;
 use crate::config::{ModelConfig, TensorSpec};
 use crate::error::{CoreError, CoreResult};
 use crate::repository;
-use crate::stats::StatsSnapshot;
+use crate::stats::{StatsSnapshot, VersionStats};
 use crate::tensor::Tensor;
 
 /// Limits and defaults, from the server's config.
@@ -205,12 +205,14 @@ impl Manager {
             model: req.model.clone(),
             deadline: timeout,
         };
+        // In flight from here: a request waiting for its model to load counts.
+        let stats = self.version_stats(&req.model, req.version);
+        let busy = stats.as_deref().map(VersionStats::begin);
         let loaded =
             tokio::time::timeout_at(deadline.into(), self.ready(&req.model, req.version, true))
                 .await
                 .map_err(|_| expired())??;
         let version = loaded.version;
-        let busy = loaded.stats.begin();
         let result = async {
             let (inputs, rows) = order_inputs(
                 &req.model,
@@ -367,6 +369,13 @@ impl Manager {
                     .map(move |(v, slot)| (n.clone(), *v, slot.stats.snapshot()))
             })
             .collect())
+    }
+
+    /// The counters of the version `version` names, loaded or not.
+    fn version_stats(&self, name: &str, version: Option<u64>) -> Option<Arc<VersionStats>> {
+        let st = self.lock();
+        let v = st.resolve(name, version).ok()?;
+        Some(st.models.get(name)?.versions.get(&v)?.stats.clone())
     }
 
     /// Requests waiting in each loaded version's queue now.

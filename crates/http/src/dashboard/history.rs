@@ -11,12 +11,17 @@ use std::time::{Duration, Instant};
 
 use inferd_core::stats::{StatsSnapshot, LATENCY_BUCKETS};
 use inferd_core::Manager;
+use inferd_store::Store;
 use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 /// Five minutes of one point a second.
 const POINTS: usize = 300;
 /// Seconds of per-model readings the tables' rates and percentiles span.
 pub const WINDOW: usize = 10;
+/// Event streams open at once: each is a task and a connection held open.
+const STREAMS: usize = 32;
 
 /// One second of the whole server.
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +46,7 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// A version's counters as the dashboard reads them.
     pub fn of(s: &StatsSnapshot) -> Totals {
         Totals {
             requests: s.success.count + s.fail.count,
@@ -51,9 +57,21 @@ impl Totals {
         }
     }
 
-    /// What happened between `earlier` and this reading.
+    /// What happened between `earlier` and this reading. Counters that went
+    /// down were started again (a version's slot made anew), so everything
+    /// since is what they hold now, as Prometheus' `rate()` reads a reset.
     pub fn since(&self, earlier: Option<&Totals>) -> Totals {
-        let Some(e) = earlier else {
+        let reset = |e: &Totals| {
+            self.requests < e.requests
+                || self.tokens < e.tokens
+                || self.latency.iter().zip(&e.latency).any(|(n, t)| n < t)
+                || self
+                    .first_token
+                    .iter()
+                    .zip(&e.first_token)
+                    .any(|(n, t)| n < t)
+        };
+        let Some(e) = earlier.filter(|e| !reset(e)) else {
             return self.clone();
         };
         let minus = |now: &[u64], then: &[u64]| -> Vec<u64> {
@@ -130,6 +148,9 @@ pub struct History {
     started: AtomicBool,
     /// When the server was made, for its uptime.
     born: Instant,
+    /// The latest snapshot of what the page draws (no caller's role in it).
+    latest: watch::Sender<Option<Arc<Map<String, Value>>>>,
+    streams: Arc<Semaphore>,
 }
 
 impl Default for History {
@@ -138,6 +159,8 @@ impl Default for History {
             kept: Mutex::default(),
             started: AtomicBool::new(false),
             born: Instant::now(),
+            latest: watch::Sender::new(None),
+            streams: Arc::new(Semaphore::new(STREAMS)),
         }
     }
 }
@@ -149,9 +172,10 @@ pub struct Recent {
 }
 
 impl History {
-    /// Starts the sampler once (later calls do nothing). It holds the
-    /// history weakly and ends when the server drops it.
-    pub fn start(self: &Arc<History>, manager: &Manager) {
+    /// Starts the sampler once (later calls do nothing): each second it
+    /// reads the counters, then makes the snapshot every page is sent. It
+    /// holds the history weakly and ends when the server drops it.
+    pub fn start(self: &Arc<History>, manager: &Manager, store: Option<Store>) {
         if self.started.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -166,8 +190,25 @@ impl History {
                     return;
                 };
                 history.sample(&manager);
+                let snapshot = super::snapshot::read(&manager, store.clone(), &history).await;
+                history.latest.send_replace(Some(Arc::new(snapshot)));
             }
         });
+    }
+
+    /// The latest snapshot, once the sampler has made one.
+    pub fn latest(&self) -> Option<Arc<Map<String, Value>>> {
+        self.latest.borrow().clone()
+    }
+
+    /// Wakes at each new snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<Map<String, Value>>>> {
+        self.latest.subscribe()
+    }
+
+    /// A place for one more event stream, while fewer than `STREAMS` are open.
+    pub fn stream_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.streams.clone().try_acquire_owned().ok()
     }
 
     /// Reads the totals now and keeps them.
@@ -205,6 +246,7 @@ impl History {
         kept.readings.push_back(Reading { t, totals });
     }
 
+    /// Since the server was made.
     pub fn uptime(&self) -> Duration {
         self.born.elapsed()
     }
@@ -257,7 +299,7 @@ mod tests {
     }
 
     #[test]
-    fn differences_never_go_below_zero() {
+    fn differences_read_a_counter_started_again_as_all_new() {
         let then = Totals {
             requests: 5,
             latency: vec![5],
@@ -270,6 +312,8 @@ mod tests {
         };
         let d = now.since(Some(&then));
         assert_eq!((d.requests, d.latency), (2, vec![2, 1]));
-        assert_eq!(then.since(Some(&now)).requests, 0);
+        // A counter that went down was started again: all it holds is new.
+        let d = then.since(Some(&now));
+        assert_eq!((d.requests, d.latency), (5, vec![5]));
     }
 }

@@ -405,7 +405,7 @@ pub struct Published(Arc<std::sync::OnceLock<bytes::Bytes>>);
 
 impl Published {
     pub fn set(&self, doc: &OpenApi) {
-        let json = serde_json::to_vec(doc).unwrap_or_default();
+        let json = serde_json::to_vec(doc).expect("the OpenAPI document serialises");
         let _ = self.0.set(json.into());
     }
 }
@@ -430,18 +430,23 @@ fn swagger_config() -> Arc<utoipa_swagger_ui::Config<'static>> {
 
 async fn swagger_file(file: &str) -> Response {
     match utoipa_swagger_ui::serve(file, swagger_config()) {
-        Ok(Some(f)) => {
-            let mut res = (
-                [(header::CONTENT_TYPE, f.content_type)],
-                f.bytes.into_owned(),
-            )
-                .into_response();
-            if f.gzpipped {
-                res.headers_mut()
-                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            }
-            res
-        }
+        // Never gzipped: that needs the crate's `gzip` feature, not built.
+        Ok(Some(f)) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::try_from(f.content_type)
+                        .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+                ),
+                (
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ),
+                (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+            ],
+            f.bytes.into_owned(),
+        )
+            .into_response(),
         Ok(None) => (
             StatusCode::NOT_FOUND,
             axum::Json(serde_json::json!({"error": format!("no file /docs/{file}")})),
@@ -455,6 +460,8 @@ async fn swagger_file(file: &str) -> Response {
     }
 }
 
+/// The document and Swagger UI, open like the health probes: they describe
+/// the API, not what it serves.
 pub fn routes() -> crate::routes::Routes {
     crate::routes::Routes::new(Face::Ops)
         .get("/openapi.json", Access::Open, openapi_json)

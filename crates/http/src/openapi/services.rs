@@ -103,14 +103,8 @@ struct ServicesListReply {
 /// A service's whole record.
 #[derive(ToSchema)]
 struct ServicesRecord {
-    service_id: String,
-    name: String,
-    /// creating, running, failed, stopping or stopped.
-    status: String,
-    endpoint_url: String,
-    replicas: u64,
-    /// RFC 3339, UTC.
-    created_at: String,
+    #[serde(flatten)]
+    summary: ServicesSummary,
     description: String,
     workspace_id: Option<i64>,
     /// The repository model's name.

@@ -19,51 +19,11 @@ pub struct TgiError {
     error_type: String,
 }
 
-/// TGI's `GenerateParameters`. Features inferd lacks are refused when asked
-/// for (`best_of` > 1, `frequency_penalty` ≠ 0, `typical_p`, `truncate`,
-/// `watermark`, `decoder_input_details`, `top_n_tokens` > 0, `grammar`,
-/// `adapter_id`).
-#[derive(ToSchema)]
-struct TgiParameters {
-    best_of: Option<u32>,
-    /// Greater than 0, at most 2 (default 1).
-    temperature: Option<f64>,
-    /// Greater than 0 (default 1, off).
-    repetition_penalty: Option<f64>,
-    frequency_penalty: Option<f64>,
-    /// 0 is off.
-    top_k: Option<u32>,
-    /// In (0, 1] (default 1).
-    top_p: Option<f64>,
-    typical_p: Option<f64>,
-    /// Default false (true when `parameters` is absent altogether).
-    do_sample: Option<bool>,
-    /// 1 to 4096 (default 128).
-    max_new_tokens: Option<u32>,
-    /// Prefix the answer with the prompt.
-    return_full_text: Option<bool>,
-    /// Up to 4 non-empty strings.
-    #[serde(default)]
-    stop: Vec<String>,
-    truncate: Option<u32>,
-    #[serde(default)]
-    watermark: bool,
-    /// Answer `details` (finish reason, tokens, seed).
-    #[serde(default)]
-    details: bool,
-    #[serde(default)]
-    decoder_input_details: bool,
-    seed: Option<u64>,
-    top_n_tokens: Option<u32>,
-    grammar: Option<Value>,
-    adapter_id: Option<String>,
-}
-
 #[derive(ToSchema)]
 struct TgiGenerateRequest {
     /// The prompt; not empty.
     inputs: String,
-    parameters: Option<TgiParameters>,
+    parameters: Option<crate::tgi::Parameters>,
     /// Read by `POST /` only: server-sent events instead of a JSON list.
     #[serde(default)]
     stream: bool,

@@ -46,20 +46,18 @@ struct ZsModelServiceRef {
     model_service_uuid: String,
 }
 
-/// A model service: a runnable serving recipe. Every field is present (null
-/// where unknown) unless `fields` picked some.
+/// What a recipe says, as stored and as set: the fields a query answers
+/// (all of them unless `fields` picked some) and a create or update sets.
 #[derive(ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ZsModelService {
-    /// 32 hex digits.
-    uuid: Option<String>,
-    name: Option<String>,
+struct ZsRecipe {
     description: Option<String>,
     readme: Option<String>,
     /// The service's parameters (inferd's model configuration).
     yaml: Option<String>,
+    /// Non-negative.
     request_cpu: Option<i64>,
-    /// Bytes.
+    /// Bytes, non-negative.
     request_memory: Option<i64>,
     model_center_uuid: Option<String>,
     #[serde(rename = "type")]
@@ -79,13 +77,25 @@ struct ZsModelService {
     container_command: Option<String>,
     container_args: Option<String>,
     support_distributed: Option<bool>,
-    /// A JSON list (or object) as stored.
+    /// A JSON list (or object).
     cpu_architectures: Option<Value>,
-    /// A JSON object (or list) as stored.
+    /// A JSON object (or list).
     vendor_to_spec_uuids_map: Option<Value>,
-    model_service_refs: Option<Vec<ZsModelServiceRef>>,
-    /// A JSON list (or object) as stored.
+    /// A JSON list (or object).
     model_service_images: Option<Value>,
+}
+
+/// A model service: a runnable serving recipe. Every field is present (null
+/// where unknown) unless `fields` picked some.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ZsModelService {
+    /// 32 hex digits.
+    uuid: Option<String>,
+    name: Option<String>,
+    #[serde(flatten)]
+    recipe: ZsRecipe,
+    model_service_refs: Option<Vec<ZsModelServiceRef>>,
     /// Gson's form: `Jan 26, 2026 10:00:00 AM` (UTC).
     create_date: Option<String>,
     last_op_date: Option<String>,
@@ -113,41 +123,13 @@ struct ZsModelServiceFields {
     uuid: Option<String>,
     /// Required on create; non-empty.
     name: Option<String>,
-    description: Option<String>,
-    readme: Option<String>,
-    yaml: Option<String>,
-    /// Non-negative.
-    request_cpu: Option<i64>,
-    /// Bytes, non-negative.
-    request_memory: Option<i64>,
-    model_center_uuid: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    framework: Option<String>,
-    source: Option<String>,
-    size: Option<i64>,
-    system: Option<bool>,
-    has_new_version: Option<bool>,
-    gpu_compute_capability: Option<String>,
-    install_path: Option<String>,
-    python_version: Option<String>,
-    conda_version: Option<String>,
-    version: Option<String>,
-    start_command: Option<String>,
-    container_command: Option<String>,
-    container_args: Option<String>,
-    support_distributed: Option<bool>,
-    /// A list or an object.
-    cpu_architectures: Option<Value>,
-    /// A list or an object.
-    vendor_to_spec_uuids_map: Option<Value>,
+    #[serde(flatten)]
+    recipe: ZsRecipe,
     /// The models it serves: names, or `{"modelUuid": <name>}` objects
     /// (replaces the refs).
     model_service_refs: Option<Vec<Value>>,
     /// The same as `modelServiceRefs` (give one of the two).
     model_uuids: Option<Vec<Value>>,
-    /// A list or an object.
-    model_service_images: Option<Value>,
 }
 
 #[derive(ToSchema)]
