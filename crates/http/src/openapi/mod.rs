@@ -174,6 +174,14 @@ impl Doc {
         self
     }
 
+    /// Takes each of `params` (name, description) as an optional query parameter.
+    pub fn queries(mut self, params: &[(&'static str, &'static str)]) -> Doc {
+        for (name, description) in params {
+            self.query.push((name, description, false));
+        }
+        self
+    }
+
     /// Only under `compat` (a shared route answers in one face's shape).
     pub fn under(mut self, compat: Compat) -> Doc {
         self.compat = Some(compat);

@@ -21,15 +21,12 @@ pub struct ServiceError {
     data: Value,
 }
 
-/// A new service: a deployment of one repository model.
+/// What a deployment asks for beside its name and model; ZStack's
+/// `deployModelService` takes the same.
 #[derive(ToSchema)]
-struct ServicesCreateRequest {
-    /// 1 to 128 characters.
-    name: String,
+pub struct ServicesDeployment {
     description: Option<String>,
     workspace_id: Option<i64>,
-    /// The repository model: its name, or a non-negative integer.
-    model_id: Value,
     /// A repository version: 1, "1" or "v1.0"; the newest when absent.
     model_version: Option<Value>,
     /// The model's framework (`onnx`, `pytorch`...); checked against the model.
@@ -42,6 +39,17 @@ struct ServicesCreateRequest {
     gpu: Option<i64>,
     /// Instances, 1 to the server's limit (default 1).
     replicas: Option<i64>,
+}
+
+/// A new service: a deployment of one repository model.
+#[derive(ToSchema)]
+struct ServicesCreateRequest {
+    /// 1 to 128 characters.
+    name: String,
+    /// The repository model: its name, or a non-negative integer.
+    model_id: Value,
+    #[serde(flatten)]
+    deployment: ServicesDeployment,
 }
 
 #[derive(ToSchema)]

@@ -146,18 +146,9 @@ struct ZsDeployArgs {
     model_uuid: Option<String>,
     /// The service's name, 1 to 128 characters.
     name: String,
-    description: Option<String>,
-    workspace_id: Option<i64>,
-    /// 1, "1" or "v1.0"; the newest when absent.
-    model_version: Option<Value>,
-    framework: Option<String>,
-    /// Cores, above 0.
-    cpu: Option<f64>,
-    /// Bytes.
-    memory: Option<i64>,
-    /// 0 to 64.
-    gpu: Option<i64>,
-    replicas: Option<i64>,
+    /// The recipe's framework, cpu, memory and description by default.
+    #[serde(flatten)]
+    deployment: super::services::ServicesDeployment,
 }
 
 /// Exactly one action.
@@ -253,6 +244,17 @@ const SORT: &str = "`+field` or `-field` (ascending or descending)";
 const SORT_BY: &str = "The field to sort by";
 const SORT_DIRECTION: &str = "asc or desc (needs sortBy)";
 const FIELDS: &str = "Comma-separated fields to keep in each inventory";
+/// A query's paging, order and fields.
+const PAGING: [(&str, &str); 8] = [
+    ("limit", LIMIT),
+    ("start", START),
+    ("count", COUNT),
+    ("replyWithCount", WITH_COUNT),
+    ("sort", SORT),
+    ("sortBy", SORT_BY),
+    ("sortDirection", SORT_DIRECTION),
+    ("fields", FIELDS),
+];
 
 pub fn docs() -> Vec<Doc> {
     vec![
@@ -262,14 +264,7 @@ pub fn docs() -> Vec<Doc> {
             "Query the model services",
         )
         .query("q", Q)
-        .query("limit", LIMIT)
-        .query("start", START)
-        .query("count", COUNT)
-        .query("replyWithCount", WITH_COUNT)
-        .query("sort", SORT)
-        .query("sortBy", SORT_BY)
-        .query("sortDirection", SORT_DIRECTION)
-        .query("fields", FIELDS)
+        .queries(&PAGING)
         .ok::<ZsQueryReply>(),
         op(
             Method::POST,
@@ -284,14 +279,7 @@ pub fn docs() -> Vec<Doc> {
             "/zstack/v1/ai/model-services/{uuid}",
             "One model service (an empty list when unknown)",
         )
-        .query("limit", LIMIT)
-        .query("start", START)
-        .query("count", COUNT)
-        .query("replyWithCount", WITH_COUNT)
-        .query("sort", SORT)
-        .query("sortBy", SORT_BY)
-        .query("sortDirection", SORT_DIRECTION)
-        .query("fields", FIELDS)
+        .queries(&PAGING)
         .ok::<ZsQueryReply>(),
         op(
             Method::DELETE,

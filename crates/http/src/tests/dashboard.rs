@@ -39,6 +39,18 @@ async fn next_state(body: &mut Body) -> Option<Value> {
     }
 }
 
+/// Opens the dashboard's event stream on `app`.
+async fn open_stream(app: &axum::Router) -> axum::response::Response {
+    app.clone()
+        .oneshot(
+            Request::get("/dashboard/events")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+}
+
 fn iris_requests(state: &Value) -> u64 {
     state["models"]
         .as_array()
@@ -54,15 +66,7 @@ async fn the_stream_follows_traffic_and_ends_when_the_server_drains() {
     let state = loaded_state().await;
     let draining = state.draining.clone();
     let app = router(state);
-    let res = app
-        .clone()
-        .oneshot(
-            Request::get("/dashboard/events")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let res = open_stream(&app).await;
     assert_eq!(res.status(), StatusCode::OK);
     let mut body = res.into_body();
     let first = next_state(&mut body).await.unwrap();
@@ -106,15 +110,7 @@ async fn streams_past_the_bound_are_refused_with_503() {
     let app = router(loaded_state().await);
     let mut open = Vec::new();
     loop {
-        let res = app
-            .clone()
-            .oneshot(
-                Request::get("/dashboard/events")
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let res = open_stream(&app).await;
         if res.status() != StatusCode::OK {
             assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
             assert_eq!(res.headers()["retry-after"], "5");
@@ -127,15 +123,7 @@ async fn streams_past_the_bound_are_refused_with_503() {
     // A stream closed frees its place (its task sees it at its next event).
     drop(open.pop());
     for _ in 0..50 {
-        let res = app
-            .clone()
-            .oneshot(
-                Request::get("/dashboard/events")
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let res = open_stream(&app).await;
         if res.status() == StatusCode::OK {
             return;
         }
