@@ -175,6 +175,12 @@ def test_unload_and_load_buttons(tab, base_url, http):
     """Unloads digits on the shared server and loads it again before it ends,
     as the suite's other unloading tests do (the suite runs one test at a time)."""
 
+    def repository_state():
+        index = http.post(f"{base_url}/v2/repository/index", json={}, timeout=10)
+        assert index.status_code == 200, index.text
+        row = next(m for m in index.json() if m["name"] == "digits")
+        return row["state"], row["reason"]
+
     def ready():
         return http.get(f"{base_url}/v2/models/digits/ready", timeout=10).status_code == 200
 
@@ -186,6 +192,8 @@ def test_unload_and_load_buttons(tab, base_url, http):
     try:
         page.get_by_role("button", name="Unload digits", exact=True).click()
         wait_for(lambda: not ready(), "digits to be unloaded")
+        # Triton's words for a model unloaded on request.
+        assert repository_state() == ("UNAVAILABLE", "unloaded")
         expect(page.get_by_role("button", name="Load digits", exact=True)).to_be_enabled()
         expect(state).not_to_have_attribute("data-value", "READY")
         tab.shot("unloaded")
@@ -193,7 +201,7 @@ def test_unload_and_load_buttons(tab, base_url, http):
         page.get_by_role("button", name="Load digits", exact=True).click()
         expect(state).to_have_attribute("data-value", "READY", timeout=30_000)
         expect(page.get_by_role("button", name="Unload digits", exact=True)).to_be_visible()
-        assert ready()
+        assert ready() and repository_state() == ("READY", "")
     finally:
         if not ready():  # leave the server as found
             http.post(f"{base_url}/v2/repository/models/digits/load", timeout=60)
