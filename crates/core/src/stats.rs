@@ -177,6 +177,14 @@ impl VersionStats {
     }
 }
 
+impl StatsSnapshot {
+    /// Requests the version is answering now: tensor requests waiting for a
+    /// load, queued or running, and generations.
+    pub fn busy(&self) -> u64 {
+        self.in_flight + self.generations
+    }
+}
+
 /// A request in flight; see `VersionStats::begin`.
 pub struct InFlight<'a>(&'a AtomicU64);
 

@@ -162,6 +162,14 @@ impl AppState {
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
 
+/// Seconds since the epoch: seed 004's `timestamp`s, the dashboard's times.
+pub(crate) fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
 /// Every face on one router.
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use inferd_core::stats::{StatsSnapshot, LATENCY_BUCKETS};
+use inferd_core::Manager;
 use inferd_store::{JobStatus, ServiceStatus};
 
 use crate::AppState;
@@ -226,7 +227,7 @@ fn render_load(
             out,
             "inferd_model_requests_in_flight{{{}}} {}",
             model_labels(model, *version),
-            s.in_flight + s.generations
+            s.busy()
         );
     }
     header(
@@ -276,29 +277,61 @@ fn render_load(
     }
 }
 
-/// Generation series, for the versions that generate text (loaded now, or
-/// that have generated): tokens (a rate of them is tokens/s), time to the
-/// first token, and the decode slots in use and the generations waiting.
-fn render_generation(out: &mut String, state: &AppState, rows: &[(String, u64, StatsSnapshot)]) {
-    let text: Vec<_> = rows
-        .iter()
-        .filter_map(|(model, version, s)| {
-            let slots = state.manager.loaded_text_info(model).map(|i| i.slots);
-            (slots.is_some() || s.generated_tokens > 0).then_some((model, version, s, slots))
+/// A version that generates text (loaded now, or that has generated) and
+/// its decode slots: what `/metrics` and the dashboard both show of it.
+pub struct TextVersion<'a> {
+    pub model: &'a str,
+    pub version: u64,
+    pub stats: &'a StatsSnapshot,
+    pub slots: u64,
+    pub in_use: u64,
+    pub waiting: u64,
+}
+
+/// The versions of `rows` that generate text, in `rows`' order.
+pub fn text_versions<'a>(
+    manager: &Manager,
+    rows: impl IntoIterator<Item = (&'a str, u64, &'a StatsSnapshot)>,
+) -> Vec<TextVersion<'a>> {
+    rows.into_iter()
+        .filter_map(|(model, version, stats)| {
+            let slots = manager.loaded_text_info(model).map(|i| i.slots);
+            if slots.is_none() && stats.generated_tokens == 0 {
+                return None;
+            }
+            let slots = slots.unwrap_or(0) as u64;
+            let in_use = stats.generations.min(slots);
+            Some(TextVersion {
+                model,
+                version,
+                stats,
+                slots,
+                in_use,
+                waiting: stats.generations - in_use,
+            })
         })
-        .collect();
+        .collect()
+}
+
+/// Generation series: tokens (a rate of them is tokens/s), time to the first
+/// token, and the decode slots in use and the generations waiting.
+fn render_generation(out: &mut String, state: &AppState, rows: &[(String, u64, StatsSnapshot)]) {
+    let text = text_versions(
+        &state.manager,
+        rows.iter().map(|(m, v, s)| (m.as_str(), *v, s)),
+    );
     header(
         out,
         "inferd_generated_tokens_total",
         "counter",
         "Tokens generated",
     );
-    for (model, version, s, _) in &text {
+    for t in &text {
         let _ = writeln!(
             out,
             "inferd_generated_tokens_total{{{}}} {}",
-            model_labels(model, **version),
-            s.generated_tokens
+            model_labels(t.model, t.version),
+            t.stats.generated_tokens
         );
     }
     header(
@@ -307,42 +340,45 @@ fn render_generation(out: &mut String, state: &AppState, rows: &[(String, u64, S
         "histogram",
         "From a generation's start to its first token",
     );
-    for (model, version, s, _) in &text {
-        let labels = model_labels(model, **version);
-        let sum = s.first_token_ns as f64 / 1e9;
+    for t in &text {
+        let labels = model_labels(t.model, t.version);
+        let sum = t.stats.first_token_ns as f64 / 1e9;
         histogram(
             out,
             "inferd_time_to_first_token_seconds",
             &labels,
             &LATENCY_BUCKETS,
-            &s.first_token,
+            &t.stats.first_token,
             sum,
         );
     }
-    for (name, help) in [
+    type Gauge = fn(&TextVersion) -> u64;
+    let gauges: [(&str, &str, Gauge); 3] = [
         (
             "inferd_generation_slots",
             "Sequences the model decodes together",
+            |t| t.slots,
         ),
         (
             "inferd_generation_slots_in_use",
             "Slots decoding a generation now",
+            |t| t.in_use,
         ),
         (
             "inferd_generations_waiting",
             "Generations waiting for a slot",
+            |t| t.waiting,
         ),
-    ] {
+    ];
+    for (name, help, value) in gauges {
         header(out, name, "gauge", help);
-        for (model, version, s, slots) in &text {
-            let slots = slots.unwrap_or(0) as u64;
-            let in_use = s.generations.min(slots);
-            let value = match name {
-                "inferd_generation_slots" => slots,
-                "inferd_generation_slots_in_use" => in_use,
-                _ => s.generations - in_use,
-            };
-            let _ = writeln!(out, "{name}{{{}}} {value}", model_labels(model, **version));
+        for t in &text {
+            let _ = writeln!(
+                out,
+                "{name}{{{}}} {}",
+                model_labels(t.model, t.version),
+                value(t)
+            );
         }
     }
 }

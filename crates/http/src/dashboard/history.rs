@@ -189,8 +189,10 @@ impl History {
                 let Some(history) = history.upgrade() else {
                     return;
                 };
-                history.sample(&manager);
-                let snapshot = super::snapshot::read(&manager, store.clone(), &history).await;
+                // One reading of the counters serves the history and the snapshot.
+                let rows = manager.stats(None, None).unwrap_or_default();
+                history.sample(&rows);
+                let snapshot = super::snapshot::read(&manager, rows, store.clone(), &history).await;
                 history.latest.send_replace(Some(Arc::new(snapshot)));
             }
         });
@@ -211,15 +213,13 @@ impl History {
         self.streams.clone().try_acquire_owned().ok()
     }
 
-    /// Reads the totals now and keeps them.
-    pub fn sample(&self, manager: &Manager) {
-        let totals: HashMap<Key, Totals> = manager
-            .stats(None, None)
-            .unwrap_or_default()
+    /// Keeps the totals of one reading of the counters.
+    pub fn sample(&self, rows: &super::snapshot::Rows) {
+        let totals: HashMap<Key, Totals> = rows
             .iter()
             .map(|(m, v, s)| ((m.clone(), *v), Totals::of(s)))
             .collect();
-        let t = super::unix_now();
+        let t = crate::unix_now();
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(last) = kept.readings.back() {
             let seconds = (t - last.t).max(1e-3);

@@ -97,7 +97,10 @@ async fn current(app: &AppState) -> Arc<Map<String, Value>> {
     app.start_sampling();
     match app.dashboard.latest() {
         Some(s) => s,
-        None => Arc::new(snapshot::read(&app.manager, app.store.clone(), &app.dashboard).await),
+        None => {
+            let rows = app.manager.stats(None, None).unwrap_or_default();
+            Arc::new(snapshot::read(&app.manager, rows, app.store.clone(), &app.dashboard).await)
+        }
     }
 }
 
@@ -150,14 +153,6 @@ async fn events(State(app): State<AppState>, headers: HeaderMap) -> Response {
             snapshot = next.borrow_and_update().clone().unwrap_or(snapshot);
         }
     })
-}
-
-/// Seconds since the epoch: the snapshot's `time` and the points' `t`.
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
 }
 
 /// The caller's role and whether the server asks for credentials at all.

@@ -2,24 +2,33 @@
 //! every page: one reading of the manager and the store however many pages
 //! are open, and the repository's folder scan off the async workers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use inferd_core::manager::CacheEntry;
+use inferd_core::stats::StatsSnapshot;
 use inferd_core::Manager;
 use inferd_store::{JobStatus, ServiceStatus};
 use serde_json::{json, Map, Value};
 
 use super::history::{self, quantile_ms, History, Totals};
-use crate::metrics::Stored;
+use crate::metrics::{text_versions, Stored};
 
-/// The state every caller sees alike (the caller's role is added per request).
-pub fn build(manager: &Manager, stored: &Stored, history: &History) -> Map<String, Value> {
-    let stats: HashMap<(String, u64), _> = manager
-        .stats(None, None)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(m, v, s)| ((m, v), s))
-        .collect();
+/// Every version's counters at one reading, ordered by model and version.
+pub type Rows = Vec<(String, u64, StatsSnapshot)>;
+
+type Stats = BTreeMap<(String, u64), StatsSnapshot>;
+type RecentMap = HashMap<(String, u64), history::Recent>;
+
+/// The state every caller sees alike (the caller's role is added per
+/// request), from the counters `rows` the sampler read.
+pub fn build(
+    manager: &Manager,
+    rows: Rows,
+    stored: &Stored,
+    history: &History,
+) -> Map<String, Value> {
+    let stats: Stats = rows.into_iter().map(|(m, v, s)| ((m, v), s)).collect();
     let recent = history.recent();
     let counts = |kept: &[(String, u64)], names: &mut dyn Iterator<Item = &'static str>| {
         names
@@ -33,13 +42,10 @@ pub fn build(manager: &Manager, stored: &Stored, history: &History) -> Map<Strin
     let budget = manager.budget();
     let lookups = c.hits + c.misses;
     let inflight = manager.inflight();
+    let cached = manager.cache_entries();
     let mut out = Map::new();
-    out.insert("time".into(), json!(super::unix_now()));
+    out.insert("time".into(), json!(crate::unix_now()));
     out.insert("uptime_s".into(), json!(history.uptime().as_secs_f64()));
-    out.insert(
-        "models".into(),
-        Value::Array(models(manager, &stats, &recent)),
-    );
     out.insert(
         "cache".into(),
         json!({
@@ -52,8 +58,12 @@ pub fn build(manager: &Manager, stored: &Stored, history: &History) -> Map<Strin
             "memory_used_bytes": manager.memory_used(),
             "memory_limit_bytes": (budget.max_memory_bytes > 0).then_some(budget.max_memory_bytes),
             "max_models": (budget.max_loaded_models > 0).then_some(budget.max_loaded_models),
-            "models_loaded": manager.cache_entries().len(),
+            "models_loaded": cached.len(),
         }),
+    );
+    out.insert(
+        "models".into(),
+        Value::Array(models(manager, cached, &stats, &recent)),
     );
     out.insert(
         "inflight".into(),
@@ -88,23 +98,25 @@ pub fn build(manager: &Manager, stored: &Stored, history: &History) -> Map<Strin
 /// reads the repository's folders) on a blocking thread.
 pub async fn read(
     manager: &Manager,
+    rows: Rows,
     store: Option<inferd_store::Store>,
     history: &Arc<History>,
 ) -> Map<String, Value> {
     let stored = Stored::read_store(store).await;
     let (manager, history) = (manager.clone(), history.clone());
-    tokio::task::spawn_blocking(move || build(&manager, &stored, &history))
+    tokio::task::spawn_blocking(move || build(&manager, rows, &stored, &history))
         .await
         .unwrap_or_default()
 }
 
-type Stats = HashMap<(String, u64), inferd_core::stats::StatsSnapshot>;
-type RecentMap = HashMap<(String, u64), history::Recent>;
-
 /// Every model version of the repository, loaded or not, with its numbers.
-fn models(manager: &Manager, stats: &Stats, recent: &RecentMap) -> Vec<Value> {
-    let cached: HashMap<(String, u64), _> = manager
-        .cache_entries()
+fn models(
+    manager: &Manager,
+    cached: Vec<CacheEntry>,
+    stats: &Stats,
+    recent: &RecentMap,
+) -> Vec<Value> {
+    let cached: HashMap<(String, u64), _> = cached
         .into_iter()
         .map(|e| ((e.model.clone(), e.version), e))
         .collect();
@@ -118,8 +130,9 @@ fn models(manager: &Manager, stats: &Stats, recent: &RecentMap) -> Vec<Value> {
         .into_iter()
         .map(|(m, v, d)| ((m, v), d))
         .collect();
-    let mut rows: Vec<Value> = manager
-        .index()
+    let mut index = manager.index();
+    index.sort_by(|a, b| (&a.name, a.version).cmp(&(&b.name, b.version)));
+    index
         .into_iter()
         .map(|entry| {
             let key = (entry.name.clone(), entry.version.unwrap_or(0));
@@ -131,11 +144,10 @@ fn models(manager: &Manager, stats: &Stats, recent: &RecentMap) -> Vec<Value> {
                     .ok()
                     .map(|i| i.config.backend.clone()),
             };
-            let totals = stats.get(&key).map(Totals::of).unwrap_or_default();
+            let counters = stats.get(&key);
+            let totals = counters.map(Totals::of).unwrap_or_default();
             let window = recent.get(&key);
-            let rps = window.map_or(0.0, |r| r.totals.requests as f64 / r.seconds);
             let latency = window.map(|r| r.totals.latency.as_slice()).unwrap_or(&[]);
-            let in_flight = stats.get(&key).map_or(0, |s| s.in_flight + s.generations);
             json!({
                 "name": entry.name,
                 "version": entry.version,
@@ -146,11 +158,11 @@ fn models(manager: &Manager, stats: &Stats, recent: &RecentMap) -> Vec<Value> {
                 "load_time_s": cache.map(|e| e.load_time.as_secs_f64()),
                 "requests_total": totals.requests,
                 "errors_total": totals.errors,
-                "rps": rps,
+                "rps": window.map_or(0.0, |r| r.totals.requests as f64 / r.seconds),
                 "p50_ms": quantile_ms(latency, 0.5),
                 "p99_ms": quantile_ms(latency, 0.99),
                 "queue_depth": queues.get(&key).copied().unwrap_or(0),
-                "in_flight": in_flight,
+                "in_flight": counters.map_or(0, StatsSnapshot::busy),
                 "loading": loading.get(&key).map(|l| json!({
                     "elapsed_s": l.elapsed.as_secs_f64(),
                     "bytes": l.bytes,
@@ -158,45 +170,31 @@ fn models(manager: &Manager, stats: &Stats, recent: &RecentMap) -> Vec<Value> {
                 })),
             })
         })
-        .collect();
-    rows.sort_by(|a, b| {
-        (a["name"].as_str(), a["version"].as_u64())
-            .cmp(&(b["name"].as_str(), b["version"].as_u64()))
-    });
-    rows
+        .collect()
 }
 
-/// The versions that generate text (loaded now, or that have generated).
+/// The versions that generate text, with their recent tokens/s and time to
+/// first token.
 fn generation(manager: &Manager, stats: &Stats, recent: &RecentMap) -> Vec<Value> {
-    let mut rows: Vec<Value> = stats
-        .iter()
-        .filter_map(|((model, version), s)| {
-            let slots = manager.loaded_text_info(model).map(|i| i.slots);
-            if slots.is_none() && s.generated_tokens == 0 {
-                return None;
-            }
-            let slots = slots.unwrap_or(0) as u64;
-            let in_use = s.generations.min(slots);
-            let window = recent.get(&(model.clone(), *version));
+    let rows = stats.iter().map(|((m, v), s)| (m.as_str(), *v, s));
+    text_versions(manager, rows)
+        .into_iter()
+        .map(|t| {
+            let window = recent.get(&(t.model.to_string(), t.version));
             let first = window
                 .map(|r| r.totals.first_token.as_slice())
                 .unwrap_or(&[]);
-            Some(json!({
-                "model": model,
-                "version": version,
-                "tokens_total": s.generated_tokens,
+            json!({
+                "model": t.model,
+                "version": t.version,
+                "tokens_total": t.stats.generated_tokens,
                 "tokens_per_s": window.map_or(0.0, |r| r.totals.tokens as f64 / r.seconds),
                 "ttft_p50_ms": quantile_ms(first, 0.5),
                 "ttft_p99_ms": quantile_ms(first, 0.99),
-                "slots": slots,
-                "slots_in_use": in_use,
-                "waiting": s.generations - in_use,
-            }))
+                "slots": t.slots,
+                "slots_in_use": t.in_use,
+                "waiting": t.waiting,
+            })
         })
-        .collect();
-    rows.sort_by(|a, b| {
-        (a["model"].as_str(), a["version"].as_u64())
-            .cmp(&(b["model"].as_str(), b["version"].as_u64()))
-    });
-    rows
+        .collect()
 }

@@ -12,8 +12,6 @@ mod stats;
 mod text;
 mod ws;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -62,12 +60,7 @@ pub fn routes() -> Routes {
 }
 
 /// Seconds since the epoch, as the document's `timestamp` fields carry them.
-pub fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
-}
+pub(crate) use crate::unix_now as now;
 
 /// An error in the document's envelope.
 #[derive(Debug, Clone)]
