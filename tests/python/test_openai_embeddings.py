@@ -76,7 +76,7 @@ def test_unified_feature_extraction_matches_the_openai_route(client, base_url, h
     text = "Embeddings through the unified API."
     res = http.post(
         f"{base_url}/inference/infer",
-        json={"task": "feature-extraction", "engine": "candle", "model_name": "minilm", "data": [text]},
+        json={"task": "feature-extraction", "engine": "onnxruntime", "model_name": "minilm", "data": [text]},
         timeout=30,
     )
     assert res.status_code == 200, res.text

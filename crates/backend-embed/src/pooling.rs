@@ -2,7 +2,6 @@
 //! Pooling (mean over real tokens) and Normalize (unit L2 norm) modules, and
 //! the check that a model's `pooling.json` asks for nothing else.
 
-use candle_core::{DType, Result, Tensor};
 use serde::Deserialize;
 
 /// sentence-transformers' `1_Pooling/config.json`. Unknown keys are ignored:
@@ -45,57 +44,58 @@ pub(crate) fn check(p: &PoolingConfig, hidden: usize) -> std::result::Result<(),
     }
 }
 
-/// `states` [n, len, hidden] and `mask` [n, len] (1 = real token, 0 = padding)
-/// → [n, hidden]: the mean of each row's real token states, scaled to unit
-/// length. Padding is multiplied by zero, so it cannot leak into a row. The
-/// clamps are sentence-transformers' own (1e-9 on the count, 1e-12 on the norm).
-pub(crate) fn mean_pool_normalize(states: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-    let sum = states.broadcast_mul(&mask)?.sum(1)?;
-    let count = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?;
-    let mean = sum.broadcast_div(&count)?;
-    let norm = mean
-        .sqr()?
-        .sum_keepdim(1)?
-        .sqrt()?
-        .clamp(1e-12f32, f32::MAX)?;
-    mean.broadcast_div(&norm)
+/// One text's token states `states` [len, hidden] and its `mask` [len] (1 =
+/// real token, 0 = padding) → `out` [hidden]: the mean of the real token
+/// states, scaled to unit length. Padding is skipped, so it cannot leak into
+/// the vector. The clamps are sentence-transformers' own (1e-9 on the count,
+/// 1e-12 on the norm).
+pub(crate) fn mean_pool_normalize(states: &[f32], mask: &[i64], out: &mut [f32]) {
+    let hidden = out.len();
+    out.fill(0.0);
+    let mut count = 0.0f32;
+    for (token, _) in states
+        .chunks_exact(hidden)
+        .zip(mask)
+        .filter(|(_, &m)| m != 0)
+    {
+        for (o, s) in out.iter_mut().zip(token) {
+            *o += s;
+        }
+        count += 1.0;
+    }
+    let count = count.max(1e-9);
+    let norm = out
+        .iter()
+        .map(|x| (x / count) * (x / count))
+        .sum::<f32>()
+        .sqrt();
+    let scale = 1.0 / (count * norm.max(1e-12));
+    for o in out.iter_mut() {
+        *o *= scale;
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use candle_core::Device;
-
     use super::*;
+
+    fn pool(states: &[f32], mask: &[i64], hidden: usize) -> Vec<f32> {
+        let mut out = vec![f32::NAN; hidden];
+        mean_pool_normalize(states, mask, &mut out);
+        out
+    }
 
     #[test]
     fn padding_is_left_out_of_the_mean() {
-        // Row 0: two real tokens and a huge padded one; row 1: all real.
-        let states = Tensor::new(
-            &[
-                [[3.0f32, 0.0], [1.0, 0.0], [1e6, -1e6]],
-                [[0.0, 2.0], [0.0, 2.0], [0.0, 2.0]],
-            ],
-            &Device::Cpu,
-        )
-        .unwrap();
-        let mask = Tensor::new(&[[1u32, 1, 0], [1, 1, 1]], &Device::Cpu).unwrap();
-        let v: Vec<Vec<f32>> = mean_pool_normalize(&states, &mask)
-            .unwrap()
-            .to_vec2()
-            .unwrap();
-        assert_eq!(v, [[1.0, 0.0], [0.0, 1.0]]);
+        // Two real tokens and a huge padded one.
+        let states = [3.0f32, 0.0, 1.0, 0.0, 1e6, -1e6];
+        assert_eq!(pool(&states, &[1, 1, 0], 2), [1.0, 0.0]);
+        assert_eq!(pool(&[0.0, 2.0, 0.0, 2.0], &[1, 1], 2), [0.0, 1.0]);
     }
 
     #[test]
     fn a_zero_vector_stays_finite() {
-        let states = Tensor::zeros((1, 2, 3), DType::F32, &Device::Cpu).unwrap();
-        let mask = Tensor::new(&[[1u32, 1]], &Device::Cpu).unwrap();
-        let v: Vec<Vec<f32>> = mean_pool_normalize(&states, &mask)
-            .unwrap()
-            .to_vec2()
-            .unwrap();
-        assert_eq!(v, [[0.0; 3]]);
+        assert_eq!(pool(&[0.0; 6], &[1, 1], 3), [0.0; 3]);
     }
 
     fn parse(json: &str) -> PoolingConfig {

@@ -1,21 +1,27 @@
-//! The embed backend over the real all-MiniLM-L6-v2 weights: vectors against an
-//! independent numpy implementation (scripts/make_embedding_reference.py), batch
-//! invariance, truncation, and the errors a client or an operator sees. Tests that
-//! need the weights skip with a printed reason when scripts/fetch-models has not
-//! run, and fail under CI (which runs it first).
+//! The embed backend over the real all-MiniLM-L6-v2 weights, with both engines
+//! (ONNX Runtime on the exported graph, candle on the safetensors): vectors
+//! against an independent numpy implementation
+//! (scripts/make_embedding_reference.py), batch invariance, truncation, and the
+//! errors a client or an operator sees. Tests that need the weights skip with a
+//! printed reason when scripts/fetch-models has not run, and fail under CI
+//! (which runs it first).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use inferd_backend_embed::EmbedBackend;
+use inferd_backend_embed::{EmbedBackend, OnnxRuntimeBackend};
 use inferd_core::{Backend, BackendError, LoadSpec, LoadedModel, ModelConfig, Tensor, TensorData};
 use serde::Deserialize;
 
 #[path = "../../../tests/prerequisite.rs"]
 mod prerequisite;
 
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 fn model_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/minilm")
+    workspace().join("models/minilm")
 }
 
 fn config() -> ModelConfig {
@@ -23,36 +29,62 @@ fn config() -> ModelConfig {
     ModelConfig::from_toml(&text).unwrap()
 }
 
+#[derive(Clone, Copy, Debug)]
+enum Engine {
+    OnnxRuntime,
+    Candle,
+}
+
+const ENGINES: [Engine; 2] = [Engine::OnnxRuntime, Engine::Candle];
+
 fn load_from(
+    engine: Engine,
     version_dir: &Path,
     config: &ModelConfig,
 ) -> Result<Box<dyn LoadedModel>, BackendError> {
-    EmbedBackend.load(&LoadSpec {
+    let spec = LoadSpec {
         name: "minilm",
         version: 1,
         model_dir: &model_dir(),
         version_dir,
         config,
-    })
+    };
+    match engine {
+        Engine::Candle => EmbedBackend.load(&spec),
+        Engine::OnnxRuntime => OnnxRuntimeBackend {
+            library: workspace().join(inferd_backend_embed::DEFAULT_ONNXRUNTIME_LIB),
+        }
+        .load(&spec),
+    }
 }
 
-fn fetched() -> bool {
-    let here = model_dir().join("1/model.safetensors").is_file();
+/// Whether scripts/fetch-models has put what `engine` needs in place.
+fn fetched(engine: Engine) -> bool {
+    let needs = match engine {
+        Engine::Candle => vec![model_dir().join("1/model.safetensors")],
+        Engine::OnnxRuntime => vec![
+            model_dir().join("1/model.onnx"),
+            workspace().join(inferd_backend_embed::DEFAULT_ONNXRUNTIME_LIB),
+        ],
+    };
+    let here = needs.iter().all(|p| p.is_file());
     if !here {
-        prerequisite::missing("the MiniLM weights are missing; run scripts/fetch-models");
+        prerequisite::missing(&format!(
+            "{engine:?} needs {needs:?}, which are missing; run scripts/fetch-models"
+        ));
     }
     here
 }
 
-/// The model as `models/minilm/model.toml` configures it, loaded once.
-fn model() -> Option<&'static dyn LoadedModel> {
-    static MODEL: OnceLock<Box<dyn LoadedModel>> = OnceLock::new();
-    if !fetched() {
+/// The model as `models/minilm/model.toml` configures it, loaded once per engine.
+fn model(engine: Engine) -> Option<&'static dyn LoadedModel> {
+    static MODELS: [OnceLock<Box<dyn LoadedModel>>; 2] = [OnceLock::new(), OnceLock::new()];
+    if !fetched(engine) {
         return None;
     }
     Some(
-        MODEL
-            .get_or_init(|| load_from(&model_dir().join("1"), &config()).unwrap())
+        MODELS[engine as usize]
+            .get_or_init(|| load_from(engine, &model_dir().join("1"), &config()).unwrap())
             .as_ref(),
     )
 }
@@ -98,26 +130,59 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn vectors_match_the_numpy_reference() {
-    let Some(m) = model() else { return };
     let r = reference();
     let sentences: Vec<&str> = r.sentences.iter().map(String::as_str).collect();
-    let (vectors, tokens) = embed(m, &sentences);
-    assert_eq!(tokens, r.tokens, "token counts after truncation to 256");
-    for (i, (got, want)) in vectors.iter().zip(&r.vectors).enumerate() {
-        let c = cosine(got, want);
-        assert!(
-            c >= 0.9999,
-            "sentence {i} ({:?}): cosine {c}",
-            r.sentences[i]
+    for engine in ENGINES {
+        let Some(m) = model(engine) else { continue };
+        let (vectors, tokens) = embed(m, &sentences);
+        assert_eq!(
+            tokens, r.tokens,
+            "{engine:?}: token counts after truncation to 256"
         );
-        let norm: f32 = got.iter().map(|x| x * x).sum::<f32>().sqrt();
-        assert!((norm - 1.0).abs() < 1e-5, "sentence {i}: norm {norm}");
+        for (i, (got, want)) in vectors.iter().zip(&r.vectors).enumerate() {
+            let c = cosine(got, want);
+            assert!(
+                c >= 0.9999,
+                "{engine:?}, sentence {i} ({:?}): cosine {c}",
+                r.sentences[i]
+            );
+            let norm: f32 = got.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!(
+                (norm - 1.0).abs() < 1e-5,
+                "{engine:?}, sentence {i}: norm {norm}"
+            );
+        }
+    }
+}
+
+#[test]
+fn both_engines_give_the_same_vectors_for_a_batch() {
+    let (Some(ort), Some(candle)) = (model(Engine::OnnxRuntime), model(Engine::Candle)) else {
+        return;
+    };
+    let texts: Vec<String> = (0..40)
+        .map(|i| format!("Sentence {i} says {} things.", "several ".repeat(i % 7)))
+        .collect();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (a, ta) = embed(ort, &texts);
+    let (b, tb) = embed(candle, &texts);
+    assert_eq!(ta, tb);
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        let c = cosine(x, y);
+        assert!(c >= 0.99999, "text {i}: cosine {c} between the engines");
     }
 }
 
 #[test]
 fn a_text_gets_the_same_vector_alone_and_in_a_batch_of_32() {
-    let Some(m) = model() else { return };
+    for engine in ENGINES {
+        if let Some(m) = model(engine) {
+            same_alone_and_batched(engine, m);
+        }
+    }
+}
+
+fn same_alone_and_batched(engine: Engine, m: &dyn LoadedModel) {
     let r = reference();
     // 26 batch-mates of varied lengths, from one word to past the 256-token cut.
     let fillers: Vec<String> = (0..26)
@@ -144,14 +209,16 @@ fn a_text_gets_the_same_vector_alone_and_in_a_batch_of_32() {
             .fold(0.0f32, f32::max);
         assert!(
             diff < 1e-5,
-            "{s:?}: max abs diff {diff} alone vs at {at} in the batch"
+            "{engine:?}, {s:?}: max abs diff {diff} alone vs at {at} in the batch"
         );
     }
 }
 
 #[test]
 fn an_empty_batch_gives_empty_outputs() {
-    let Some(m) = model() else { return };
+    let Some(m) = model(Engine::OnnxRuntime) else {
+        return;
+    };
     let out = m.run(vec![texts(&[])]).unwrap();
     assert_eq!(out[0].shape(), &[0, 384]);
     assert_eq!(out[1].shape(), &[0]);
@@ -159,7 +226,9 @@ fn an_empty_batch_gives_empty_outputs() {
 
 #[test]
 fn non_utf8_text_is_refused_by_index() {
-    let Some(m) = model() else { return };
+    let Some(m) = model(Engine::OnnxRuntime) else {
+        return;
+    };
     let bad = Tensor::new(
         "text",
         vec![2],
@@ -176,21 +245,37 @@ fn non_utf8_text_is_refused_by_index() {
 
 #[test]
 fn max_tokens_truncates_and_is_capped_at_the_positions() {
-    if !fetched() {
+    for engine in ENGINES {
+        if !fetched(engine) {
+            continue;
+        }
+        let long = "word ".repeat(600);
+        let with = |max: &str| {
+            let mut c = config();
+            c.parameters.insert("max_tokens".into(), max.into());
+            load_from(engine, &model_dir().join("1"), &c)
+        };
+        assert_eq!(embed(with("8").unwrap().as_ref(), &[&long, "hi"]).1, [8, 3]);
+        assert_eq!(embed(with("100000").unwrap().as_ref(), &[&long]).1, [512]);
+        let Err(BackendError::Load(msg)) = with("1") else {
+            panic!("{engine:?}: max_tokens = 1 must be refused")
+        };
+        assert!(msg.contains("max_tokens"), "{msg}");
+    }
+}
+
+#[test]
+fn a_bad_thread_count_is_refused() {
+    if !fetched(Engine::OnnxRuntime) {
         return;
     }
-    let long = "word ".repeat(600);
-    let with = |max: &str| {
-        let mut c = config();
-        c.parameters.insert("max_tokens".into(), max.into());
-        load_from(&model_dir().join("1"), &c)
+    let mut c = config();
+    c.parameters.insert("threads".into(), "0".into());
+    let Err(BackendError::Load(msg)) = load_from(Engine::OnnxRuntime, &model_dir().join("1"), &c)
+    else {
+        panic!("threads = 0 must be refused")
     };
-    assert_eq!(embed(with("8").unwrap().as_ref(), &[&long, "hi"]).1, [8, 3]);
-    assert_eq!(embed(with("100000").unwrap().as_ref(), &[&long]).1, [512]);
-    let Err(BackendError::Load(msg)) = with("1") else {
-        panic!("max_tokens = 1 must be refused")
-    };
-    assert!(msg.contains("max_tokens"), "{msg}");
+    assert!(msg.contains("threads must be"), "{msg}");
 }
 
 #[test]
@@ -199,24 +284,58 @@ fn a_missing_file_names_itself_and_the_fetch_script() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let config = config();
-    let err = |dir: &Path| match load_from(dir, &config) {
+    let err = |engine, dir: &Path| match load_from(engine, dir, &config) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("loaded from {}", dir.display()),
     };
-    assert_eq!(
-        err(&dir),
+    let missing = |file: &str| {
         format!(
-            "cannot load: model.safetensors is missing in {}: run scripts/fetch-models",
+            "cannot load: {file} is missing in {}: run scripts/fetch-models",
             dir.display()
         )
-    );
-    std::fs::write(dir.join("model.safetensors"), b"").unwrap();
-    std::fs::write(dir.join("config.json"), b"{}").unwrap();
-    assert_eq!(
-        err(&dir),
-        format!(
-            "cannot load: tokenizer.json is missing in {}: run scripts/fetch-models",
-            dir.display()
-        )
+    };
+    assert_eq!(err(Engine::Candle, &dir), missing("model.safetensors"));
+    assert_eq!(err(Engine::OnnxRuntime, &dir), missing("model.onnx"));
+    for file in ["model.safetensors", "model.onnx", "config.json"] {
+        std::fs::write(dir.join(file), b"{}").unwrap();
+    }
+    assert_eq!(err(Engine::Candle, &dir), missing("tokenizer.json"));
+    assert_eq!(err(Engine::OnnxRuntime, &dir), missing("tokenizer.json"));
+}
+
+#[test]
+fn a_missing_onnxruntime_library_is_named_with_the_fix() {
+    if !fetched(Engine::Candle) {
+        return;
+    }
+    // A copy of the version folder with a graph, so the library is the one thing missing.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("embed-no-lib");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["config.json", "tokenizer.json", "pooling.json"] {
+        std::fs::copy(model_dir().join("1").join(file), dir.join(file)).unwrap();
+    }
+    std::fs::write(dir.join("model.onnx"), b"").unwrap();
+    let library = dir.join("libonnxruntime.so");
+    let err = OnnxRuntimeBackend {
+        library: library.clone(),
+    }
+    .load(&LoadSpec {
+        name: "minilm",
+        version: 1,
+        model_dir: &model_dir(),
+        version_dir: &dir,
+        config: &config(),
+    })
+    .err()
+    .expect("loaded without a library")
+    .to_string();
+    // Once a library is loaded in this process (another test), that one is named instead.
+    assert!(
+        err.contains(&format!(
+            "{} is missing: run scripts/fetch-models",
+            library.display()
+        )) || err.contains("ONNX Runtime is already loaded from"),
+        "{err}"
     );
 }

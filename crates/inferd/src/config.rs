@@ -109,6 +109,10 @@ pub struct ServeArgs {
     /// (default ./catalog/model-services.json).
     #[arg(long, env = "INFERD_CATALOG")]
     pub catalog: Option<PathBuf>,
+    /// ONNX Runtime's shared library, for models with `backend = "onnxruntime"`
+    /// (default ./lib/onnxruntime/libonnxruntime.so, where scripts/fetch-models puts it).
+    #[arg(long, env = "INFERD_ONNXRUNTIME_LIB")]
+    pub onnxruntime_lib: Option<PathBuf>,
     /// Milliseconds a request head may take, from its first byte (or from the
     /// connection's start) to its end (default 10000); a slower client is disconnected.
     #[arg(long, env = "INFERD_HEADER_READ_TIMEOUT_MS")]
@@ -183,6 +187,7 @@ pub(crate) struct FileConfig {
     session_ttl_s: Option<u64>,
     max_service_replicas: Option<u32>,
     catalog: Option<PathBuf>,
+    onnxruntime_lib: Option<PathBuf>,
     header_read_timeout_ms: Option<u64>,
     body_read_timeout_ms: Option<u64>,
     keep_alive_timeout_ms: Option<u64>,
@@ -235,6 +240,7 @@ pub struct Settings {
     pub session_ttl: Duration,
     pub services: ServiceLimits,
     pub catalog: PathBuf,
+    pub onnxruntime_lib: PathBuf,
     pub connections: ConnectionLimits,
     pub ws: WsLimits,
     /// From SIGTERM to the end of accepting, with readiness 503.
@@ -372,6 +378,10 @@ impl ServeArgs {
                 .catalog
                 .or(file.catalog)
                 .unwrap_or_else(|| PathBuf::from("./catalog/model-services.json")),
+            onnxruntime_lib: self
+                .onnxruntime_lib
+                .or(file.onnxruntime_lib)
+                .unwrap_or_else(|| PathBuf::from(inferd_backend_embed::DEFAULT_ONNXRUNTIME_LIB)),
             connections,
             ws,
             drain_delay,

@@ -8,6 +8,7 @@ mod kserve;
 mod orchestrator;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -40,11 +41,14 @@ enum Command {
     Accounts(admin::Accounts),
 }
 
-fn backends() -> Vec<Arc<dyn Backend>> {
+fn backends(onnxruntime_lib: &Path) -> Vec<Arc<dyn Backend>> {
     vec![
         Arc::new(inferd_backend_onnx::OnnxBackend),
         Arc::new(inferd_backend_builtin::BuiltinBackend),
         Arc::new(inferd_backend_embed::EmbedBackend),
+        Arc::new(inferd_backend_embed::OnnxRuntimeBackend {
+            library: onnxruntime_lib.to_path_buf(),
+        }),
         Arc::new(inferd_backend_llm::LlamaCppBackend),
         Arc::new(inferd_backend_remote::RemoteBackend::tgi()),
         Arc::new(inferd_backend_remote::RemoteBackend::openai()),
@@ -104,7 +108,11 @@ async fn main() -> anyhow::Result<()> {
         Some((name, dir)) => kserve::repository(name, dir, &settings.data_dir)?,
         None => settings.models.clone(),
     };
-    let manager = Manager::new(&models, backends(), settings.manager);
+    let manager = Manager::new(
+        &models,
+        backends(&settings.onnxruntime_lib),
+        settings.manager,
+    );
     if settings.load_at_startup {
         manager.load_all().await;
     }

@@ -20,7 +20,7 @@ pub fn model_format(framework: &str) -> String {
     match framework.to_ascii_lowercase().as_str() {
         "onnx" => "onnx".into(),
         "llama.cpp" | "gguf" => "gguf".into(),
-        "candle" | "sentence-transformers" => "sentence-transformers".into(),
+        "candle" | "onnxruntime" | "sentence-transformers" => "sentence-transformers".into(),
         "builtin" | "inferd" => "inferd".into(),
         other => other.into(),
     }

@@ -50,7 +50,7 @@ struct UnifiedInferRequest {
     /// (`embeddings`) or `text-generation` (`generate`).
     task: String,
     /// transformers (the default: the model's own backend), onnx, builtin,
-    /// llama.cpp, candle, tgi, openai or ollama.
+    /// llama.cpp, onnxruntime, candle, tgi, openai or ollama.
     engine: Option<String>,
     /// A model name, or a cache key `engine:model_name`.
     model_name: String,

@@ -17,11 +17,12 @@ use crate::{rows, AppState};
 
 /// Engines a request may name. `transformers` means "the local backend for
 /// this task", as seed 004's clients use it.
-pub const ENGINES: [&str; 8] = [
+pub const ENGINES: [&str; 9] = [
     "transformers",
     "onnx",
     "builtin",
     "llama.cpp",
+    "onnxruntime",
     "candle",
     "tgi",
     "openai",
