@@ -62,9 +62,28 @@ pub enum Compat {
     Pinferencia,
 }
 
-/// What every handler needs.
+/// What every handler needs. Every extractor and middleware layer clones it,
+/// so a clone is one reference count: the fields live behind an `Arc` and are
+/// written copy-on-write (`DerefMut`), which only setup does.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+/// The fields of [`AppState`].
+#[derive(Clone)]
+pub struct Shared {
     pub manager: Manager,
     pub compat: Compat,
     /// Request bodies above this are refused with 413 in the face's format.
@@ -104,7 +123,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(manager: Manager, compat: Compat, max_body_bytes: usize) -> AppState {
-        AppState {
+        AppState(Arc::new(Shared {
             services: Services::new(manager.clone(), None, ServiceLimits::default()),
             manager,
             compat,
@@ -123,27 +142,23 @@ impl AppState {
             face_latency: Arc::default(),
             dashboard: Arc::default(),
             openapi: openapi::Published::default(),
-        }
+        }))
     }
 
     /// The same `Auth` may serve the gRPC face too: one key cache for both.
-    pub fn with_auth(self, auth: Arc<Auth>) -> AppState {
-        AppState {
-            auth: Some(auth),
-            ..self
-        }
+    pub fn with_auth(mut self, auth: Arc<Auth>) -> AppState {
+        self.auth = Some(auth);
+        self
     }
 
-    pub fn with_store(self, store: Store) -> AppState {
-        AppState {
-            services: Services::new(
-                self.manager.clone(),
-                Some(store.clone()),
-                self.services.limits(),
-            ),
-            store: Some(store),
-            ..self
-        }
+    pub fn with_store(mut self, store: Store) -> AppState {
+        self.services = Services::new(
+            self.manager.clone(),
+            Some(store.clone()),
+            self.services.limits(),
+        );
+        self.store = Some(store);
+        self
     }
 
     /// Starts the dashboard's once-a-second reading of the counters, so its
@@ -152,11 +167,9 @@ impl AppState {
         self.dashboard.start(&self.manager, self.store.clone());
     }
 
-    pub fn with_service_limits(self, limits: ServiceLimits) -> AppState {
-        AppState {
-            services: Services::new(self.manager.clone(), self.store.clone(), limits),
-            ..self
-        }
+    pub fn with_service_limits(mut self, limits: ServiceLimits) -> AppState {
+        self.services = Services::new(self.manager.clone(), self.store.clone(), limits);
+        self
     }
 }
 

@@ -30,10 +30,8 @@ pub async fn start(
     config: JobConfig,
 ) -> Result<AppState, StoreError> {
     let (jobs, workers) = Jobs::open(store, config);
-    let state = AppState {
-        jobs: Some(jobs),
-        ..state
-    };
+    let mut state = state;
+    state.jobs = Some(jobs);
     workers.start(Arc::new(Runner(state.clone()))).await?;
     Ok(state)
 }
