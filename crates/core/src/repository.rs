@@ -124,10 +124,12 @@ fn read_config(dir: &Path) -> Result<ModelConfig, String> {
 }
 
 /// Triton's auto-complete, widened to every bare model this build runs: a
-/// folder without model.toml whose version folders hold `model.onnx` (inputs
-/// and outputs read from the graph), a `.gguf` (llama.cpp) or a
-/// sentence-transformers export (candle embeddings). A KServe `--model_dir`
-/// is served through this.
+/// folder without model.toml whose version folders hold a sentence-transformers
+/// export (candle embeddings), a `model.onnx` (inputs and outputs read from the
+/// graph) or a `.gguf` (llama.cpp). A KServe `--model_dir` is served through
+/// this. The export is recognised first: one may also hold a `model.onnx` of
+/// its encoder (as `scripts/fetch-models` writes beside MiniLM's weights), and
+/// that graph alone is no tensor model.
 fn auto_config(dir: &Path) -> Result<ModelConfig, String> {
     const EMBEDDER: [&str; 3] = ["model.safetensors", "config.json", "tokenizer.json"];
     let versions: Vec<_> = version_dirs(dir)
@@ -135,7 +137,9 @@ fn auto_config(dir: &Path) -> Result<ModelConfig, String> {
         .map(|v| dir.join(v.to_string()))
         .collect();
     let any = |test: &dyn Fn(&Path) -> bool| versions.iter().any(|v| test(v));
-    let text = if any(&|v| v.join("model.onnx").is_file()) {
+    let text = if any(&|v| EMBEDDER.iter().all(|f| v.join(f).is_file())) {
+        "backend = \"candle\"\ntask = \"feature-extraction\"\nmax_batch_size = 32\nmax_queue_delay_ms = 2\n"
+    } else if any(&|v| v.join("model.onnx").is_file()) {
         "backend = \"onnx\"\n"
     } else if any(&|v| {
         fs::read_dir(v)
@@ -145,8 +149,6 @@ fn auto_config(dir: &Path) -> Result<ModelConfig, String> {
             .any(|f| f.path().extension().is_some_and(|x| x == "gguf"))
     }) {
         "backend = \"llama.cpp\"\n"
-    } else if any(&|v| EMBEDDER.iter().all(|f| v.join(f).is_file())) {
-        "backend = \"candle\"\ntask = \"feature-extraction\"\nmax_batch_size = 32\nmax_queue_delay_ms = 2\n"
     } else {
         return Err(
             "no model.toml, and no version folder holds a model.onnx, a .gguf or a \
@@ -204,7 +206,13 @@ mod tests {
         fs::create_dir_all(root.join("llm/1")).unwrap();
         fs::write(root.join("llm/1/tiny.Q4_0.gguf"), b"x").unwrap();
         fs::create_dir_all(root.join("embedder/1")).unwrap();
-        for f in ["model.safetensors", "config.json", "tokenizer.json"] {
+        // With its encoder's graph beside it, as scripts/fetch-models leaves MiniLM.
+        for f in [
+            "model.safetensors",
+            "config.json",
+            "tokenizer.json",
+            "model.onnx",
+        ] {
             fs::write(root.join("embedder/1").join(f), b"{}").unwrap();
         }
         fs::create_dir_all(root.join("half/1")).unwrap();
