@@ -195,28 +195,34 @@ impl EmbedModel {
         for group in length_groups(&encodings) {
             let len = group.iter().map(|&i| encodings[i].len()).max().unwrap_or(0);
             let (ids, mask) = padded(&encodings, &group, len);
-            let states = self.forward(&ids, &mask, group.len(), len)?;
-            let rows = states
-                .chunks_exact(len * self.hidden)
-                .zip(mask.chunks_exact(len));
-            for (&i, (states, mask)) in group.iter().zip(rows) {
-                let out = &mut vectors[i * self.hidden..(i + 1) * self.hidden];
-                mean_pool_normalize(states, mask, out);
-            }
+            let mut pool = |states: &[f32]| {
+                let rows = states
+                    .chunks_exact(len * self.hidden)
+                    .zip(mask.chunks_exact(len));
+                for (&i, (states, mask)) in group.iter().zip(rows) {
+                    let out = &mut vectors[i * self.hidden..(i + 1) * self.hidden];
+                    mean_pool_normalize(states, mask, out);
+                }
+            };
+            self.forward(&ids, &mask, group.len(), len, &mut pool)?;
         }
         Ok((vectors, tokens))
     }
 
-    /// `ids` and `mask` [n, len] → token states [n, len, hidden], flat.
+    /// Runs `ids` and `mask` [n, len] and hands the token states [n, len,
+    /// hidden], flat, to `pool`, where the engine keeps them: no copy.
     fn forward(
         &self,
         ids: &[i64],
         mask: &[i64],
         n: usize,
         len: usize,
-    ) -> Result<Vec<f32>, BackendError> {
+        pool: &mut dyn FnMut(&[f32]),
+    ) -> Result<(), BackendError> {
         match &self.encoder {
-            Encoder::OnnxRuntime(ort) => ort.forward(ids, mask, n, len).map_err(BackendError::Run),
+            Encoder::OnnxRuntime(ort) => ort
+                .forward(ids, mask, n, len, pool)
+                .map_err(BackendError::Run),
             Encoder::Candle(bert) => {
                 let forward = || -> candle_core::Result<Vec<f32>> {
                     let ids = CandleTensor::from_slice(ids, (n, len), &Device::Cpu)?;
@@ -227,7 +233,8 @@ impl EmbedModel {
                         .flatten_all()?
                         .to_vec1()
                 };
-                forward().map_err(run_err)
+                pool(&forward().map_err(run_err)?);
+                Ok(())
             }
         }
     }
@@ -242,18 +249,19 @@ fn length_groups(encodings: &[Encoding]) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..encodings.len()).collect();
     order.sort_by_key(|&i| encodings[i].len());
     let mut groups: Vec<Vec<usize>> = Vec::new();
-    let mut first = 0;
     for i in order {
         let len = encodings[i].len();
         match groups.last_mut() {
-            Some(group) if len <= first + (first / 8).max(2) => group.push(i),
-            _ => {
-                first = len;
-                groups.push(vec![i]);
-            }
+            Some(group) if len <= slack(encodings[group[0]].len()) => group.push(i),
+            _ => groups.push(vec![i]),
         }
     }
     groups
+}
+
+/// The longest text a group whose shortest has `first` tokens takes in.
+fn slack(first: usize) -> usize {
+    first + (first / 8).max(2)
 }
 
 /// The ids and attention mask of `group`, each padded with zeros to `len`.
@@ -335,20 +343,36 @@ fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, file: &str) -> Result<T
 /// `[parameters] max_tokens` (default 256), capped at what the position
 /// embeddings cover: longer inputs would index past them.
 fn max_tokens(spec: &LoadSpec<'_>, positions: usize) -> Result<usize, BackendError> {
-    let wanted = match spec.config.parameters.get("max_tokens") {
-        None => DEFAULT_MAX_TOKENS,
-        Some(text) => match text.parse::<usize>() {
-            // Below 2 there is no room for [CLS] and [SEP], and tokenizers
-            // would underflow computing the room left for text.
-            Ok(n) if n >= 2 => n,
-            _ => {
-                return Err(load_err(format!(
-                    "max_tokens must be a whole number of at least 2, got '{text}'"
-                )))
-            }
-        },
-    };
+    // Below 2 there is no room for [CLS] and [SEP], and tokenizers would
+    // underflow computing the room left for text.
+    let wanted = whole_parameter(
+        spec,
+        "max_tokens",
+        DEFAULT_MAX_TOKENS,
+        2..=usize::MAX,
+        "of at least 2",
+    )?;
     Ok(wanted.min(positions))
+}
+
+/// `[parameters] key` as a whole number in `range` (`bounds` says the range in
+/// the error), or `default` when absent.
+fn whole_parameter(
+    spec: &LoadSpec<'_>,
+    key: &str,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+    bounds: &str,
+) -> Result<usize, BackendError> {
+    match spec.config.parameters.get(key) {
+        None => Ok(default),
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(load_err(format!(
+                "{key} must be a whole number {bounds}, got '{text}'"
+            ))),
+        },
+    }
 }
 
 /// The tokenizer from tokenizer.json, re-set for serving: tokenizer.json pads
@@ -382,13 +406,6 @@ fn candle_bert(dir: &Path, config: &BertConfig) -> Result<BertModel, BackendErro
 /// `[parameters] threads`: ONNX Runtime's pool for this model (default: the
 /// CPUs this process may run on).
 fn threads(spec: &LoadSpec<'_>) -> Result<usize, BackendError> {
-    match spec.config.parameters.get("threads") {
-        None => Ok(std::thread::available_parallelism().map_or(1, usize::from)),
-        Some(text) => match text.parse::<usize>() {
-            Ok(n) if (1..=256).contains(&n) => Ok(n),
-            _ => Err(load_err(format!(
-                "threads must be a whole number from 1 to 256, got '{text}'"
-            ))),
-        },
-    }
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    whole_parameter(spec, "threads", cpus, 1..=256, "from 1 to 256")
 }

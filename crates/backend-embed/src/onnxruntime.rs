@@ -87,14 +87,16 @@ impl OrtEncoder {
         })
     }
 
-    /// `ids` and `mask` [n, len] → token states [n, len, hidden], flat.
+    /// Runs `ids` and `mask` [n, len] and hands the token states [n, len,
+    /// hidden], flat, to `pool` in ONNX Runtime's own output buffer.
     pub(crate) fn forward(
         &self,
         ids: &[i64],
         mask: &[i64],
         n: usize,
         len: usize,
-    ) -> Result<Vec<f32>, String> {
+        pool: &mut dyn FnMut(&[f32]),
+    ) -> Result<(), String> {
         let shape = [n, len];
         let err = |e: ort::Error| e.to_string();
         let ids = TensorRef::from_array_view((shape, ids)).map_err(err)?;
@@ -106,6 +108,7 @@ impl OrtEncoder {
         let (_, states) = outputs["last_hidden_state"]
             .try_extract_tensor::<f32>()
             .map_err(err)?;
-        Ok(states.to_vec())
+        pool(states);
+        Ok(())
     }
 }

@@ -25,12 +25,11 @@ use crate::AppState;
 /// Gives `state` a job queue over `store`, requeues what the last run left and
 /// starts the workers and the purge task.
 pub async fn start(
-    state: AppState,
+    mut state: AppState,
     store: Store,
     config: JobConfig,
 ) -> Result<AppState, StoreError> {
     let (jobs, workers) = Jobs::open(store, config);
-    let mut state = state;
     state.jobs = Some(jobs);
     workers.start(Arc::new(Runner(state.clone()))).await?;
     Ok(state)
