@@ -12,6 +12,12 @@
 //! passes. hyper's own `header_read_timeout` is left off: it also runs while a
 //! keep-alive connection waits for its next request, so it would make the
 //! keep-alive timeout meaningless.
+//!
+//! The watchdog is never woken by a phase change (that cost three extra polls
+//! of the connection per request): it wakes at the earliest deadline it knows
+//! of, and at least every `tick` (the shortest timeout). A phase that starts
+//! later ends no sooner than now + its timeout ≥ the watchdog's next wake, so
+//! no deadline is missed, and each is still kept to the instant.
 
 #[cfg(test)]
 mod tests;
@@ -31,7 +37,7 @@ use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
@@ -71,6 +77,17 @@ impl Default for ConnectionLimits {
             max_headers: 128,
             max_connections: 4096,
         }
+    }
+}
+
+impl ConnectionLimits {
+    /// The longest the watchdog sleeps without looking: the shortest timeout
+    /// (kept above zero, so a zero timeout cannot make it spin).
+    fn tick(&self) -> Duration {
+        self.header_read_timeout
+            .min(self.keep_alive_timeout)
+            .min(self.send_timeout)
+            .max(Duration::from_millis(1))
     }
 }
 
@@ -201,8 +218,10 @@ async fn connection(
     let conn = http.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     let mut draining = false;
+    let tick = limits.tick();
+    let watchdog = tokio::time::sleep(tick);
+    tokio::pin!(watchdog);
     loop {
-        let deadline = activity.deadline(&limits);
         tokio::select! {
             done = conn.as_mut() => {
                 if let Err(e) = done {
@@ -210,12 +229,15 @@ async fn connection(
                 }
                 return;
             }
-            () = activity.changed.notified() => {}
-            () = sleep_until(deadline) => {
-                if activity.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
+            () = watchdog.as_mut() => {
+                let now = Instant::now();
+                let deadline = activity.deadline(&limits);
+                if deadline.is_some_and(|d| d <= now) {
                     tracing::debug!("closing a connection that outstayed its timeout");
                     return;
                 }
+                let next = deadline.map_or(now + tick, |d| d.min(now + tick));
+                watchdog.as_mut().reset(next);
             }
             _ = stopping.changed(), if !draining => {
                 draining = true;
@@ -225,13 +247,6 @@ async fn connection(
                 conn.as_mut().graceful_shutdown();
             }
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -254,8 +269,6 @@ struct Activity {
     /// Since when the socket has refused the answer's bytes (the client is
     /// not reading), in any phase.
     blocked_since: Mutex<Option<Instant>>,
-    /// Wakes the watchdog when the phase changes or a write blocks.
-    changed: Notify,
 }
 
 impl Activity {
@@ -265,7 +278,6 @@ impl Activity {
                 since: Instant::now(),
             }),
             blocked_since: Mutex::new(None),
-            changed: Notify::new(),
         }
     }
 
@@ -274,8 +286,6 @@ impl Activity {
         let mut since = self.blocked_since.lock().unwrap_or_else(|p| p.into_inner());
         if since.is_none() {
             *since = Some(Instant::now());
-            drop(since);
-            self.changed.notify_one();
         }
     }
 
@@ -287,8 +297,6 @@ impl Activity {
     fn update(&self, f: impl FnOnce(Phase) -> Phase) {
         let mut phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
         *phase = f(*phase);
-        drop(phase);
-        self.changed.notify_one();
     }
 
     /// When the connection is dropped unless its phase changes (or a blocked
