@@ -278,6 +278,10 @@ impl LoadedModel for OnnxModel {
         };
         run().map_err(|e| BackendError::Run(format!("{e:#}")))
     }
+    /// tract runs a plan on the calling thread, with no locks or I/O.
+    fn runs_inline(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

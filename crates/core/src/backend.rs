@@ -57,4 +57,12 @@ pub trait LoadedModel: Send + Sync {
     fn generator(&self) -> Option<&dyn Generator> {
         None
     }
+    /// Whether a run only computes, in time that grows with its inputs (no
+    /// sleeping, waiting on a lock or the network). Only such a model may run
+    /// a request on the calling thread when its runs take microseconds
+    /// (`SchedulerConfig::inline_limit`): handing those to a worker thread
+    /// costs more than the run.
+    fn runs_inline(&self) -> bool {
+        false
+    }
 }

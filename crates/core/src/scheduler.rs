@@ -7,8 +7,17 @@
 //! `QueueState::take_batch`; all queue logic lives in `QueueState`, a plain struct
 //! the unit tests drive without threads. Jobs whose deadline passed are answered
 //! with a timeout and jobs whose client went away are dropped before a batch forms.
+//!
+//! A model whose runs take microseconds (iris: a few) costs more to hand to a
+//! worker (a futex wake and two context switches) than to run. When such a
+//! run finds the queue empty, a slot free and no batch worth waiting for, it
+//! runs on the caller's thread instead (`Scheduler::submit` answers `Ran`).
+//! Only models that say they compute and never block (`runs_inline`) qualify,
+//! and only while their measured cost per input element predicts a run under
+//! `inline_limit`; the first runs, which measure it, go through the workers.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -59,6 +68,11 @@ pub struct QueueState {
     /// Rows of the last batch taken.
     demand: usize,
     closed: bool,
+    /// Runs under way, on workers or inline, and how many may be at once.
+    running: usize,
+    slots: usize,
+    /// A worker found jobs but no free slot (an inline run held it).
+    starved: bool,
 }
 
 /// What a worker should do next.
@@ -84,7 +98,16 @@ impl QueueState {
             max_delay,
             demand: 0,
             closed: false,
+            running: 0,
+            slots: usize::MAX,
+            starved: false,
         }
+    }
+
+    /// At most `slots` runs at once (the model's instances); unlimited by default.
+    pub fn with_slots(mut self, slots: usize) -> Self {
+        self.slots = slots.max(1);
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -150,6 +173,10 @@ impl QueueState {
         let Some(front) = self.jobs.front() else {
             return if self.closed { Next::Exit } else { Next::Idle };
         };
+        if self.running >= self.slots {
+            self.starved = true;
+            return Next::Idle;
+        }
         if self.max_batch == 0 {
             return Next::Run(1);
         }
@@ -174,13 +201,86 @@ impl QueueState {
     pub fn take(&mut self, count: usize) -> Vec<Job> {
         let jobs: Vec<Job> = self.jobs.drain(..count).collect();
         self.demand = jobs.iter().map(|j| j.rows).sum();
+        self.running += 1;
         jobs
     }
+
+    /// Claims a slot for a job of `rows` to run on the caller's thread: only
+    /// when nothing is queued ahead of it, a slot is free, and a worker would
+    /// run it at once rather than wait for a batch to fill.
+    pub fn claim_inline(&mut self, rows: usize) -> bool {
+        let batch_now = self.max_batch == 0 || rows >= self.demand.clamp(1, self.max_batch);
+        if self.closed || !self.jobs.is_empty() || self.running >= self.slots || !batch_now {
+            return false;
+        }
+        self.running += 1;
+        self.demand = rows;
+        true
+    }
+
+    /// A run ended. Whether a worker that found no free slot must be woken.
+    pub fn finished(&mut self) -> bool {
+        self.running = self.running.saturating_sub(1);
+        std::mem::take(&mut self.starved) && !self.jobs.is_empty()
+    }
+}
+
+/// What one input element costs a run, measured (a moving average), to
+/// predict whether a request's run would take microseconds.
+struct RunCost {
+    /// Nanoseconds per element as f64 bits; `UNKNOWN` before the first run.
+    ns_per_element: AtomicU64,
+}
+
+impl RunCost {
+    const UNKNOWN: u64 = u64::MAX;
+
+    fn new() -> RunCost {
+        RunCost {
+            ns_per_element: AtomicU64::new(Self::UNKNOWN),
+        }
+    }
+
+    fn observe(&self, took: Duration, elements: usize) {
+        let sample = took.as_nanos() as f64 / elements.max(1) as f64;
+        let old = self.ns_per_element.load(Relaxed);
+        let new = match old {
+            Self::UNKNOWN => sample,
+            bits => {
+                let old = f64::from_bits(bits);
+                old + (sample - old) / 8.0
+            }
+        };
+        self.ns_per_element.store(new.to_bits(), Relaxed);
+    }
+
+    fn predicts_under(&self, elements: usize, limit: Duration) -> bool {
+        match self.ns_per_element.load(Relaxed) {
+            Self::UNKNOWN => false,
+            bits => f64::from_bits(bits) * elements.max(1) as f64 <= limit.as_nanos() as f64,
+        }
+    }
+}
+
+fn elements(inputs: &[Tensor]) -> usize {
+    inputs
+        .iter()
+        .map(|t| t.shape().iter().product::<usize>())
+        .sum()
+}
+
+/// What `Scheduler::submit` did with a job.
+pub enum Submitted {
+    /// It ran on the caller's thread; here is its answer.
+    Ran(Reply),
+    /// It is queued for a worker; the answer comes through this.
+    Queued(oneshot::Receiver<Reply>),
 }
 
 struct Shared {
     queue: Mutex<QueueState>,
     wake: Condvar,
+    cost: RunCost,
 }
 
 impl Shared {
@@ -194,6 +294,16 @@ pub struct Scheduler {
     shared: Arc<Shared>,
     max_batch: usize,
     workers: Vec<JoinHandle<()>>,
+    /// Set only for a model that `runs_inline`, with a limit above zero.
+    inline: Option<Inline>,
+}
+
+/// What an inline run needs beside the queue.
+struct Inline {
+    name: String,
+    model: Arc<dyn LoadedModel>,
+    stats: Arc<VersionStats>,
+    limit: Duration,
 }
 
 /// How a scheduler is set up (from the model's config).
@@ -203,6 +313,9 @@ pub struct SchedulerConfig {
     pub max_batch: usize,
     pub max_delay: Duration,
     pub instances: usize,
+    /// Runs predicted to take at most this long may run on the caller's
+    /// thread (zero: never); see the module's doc.
+    pub inline_limit: Duration,
 }
 
 impl Scheduler {
@@ -213,13 +326,18 @@ impl Scheduler {
         stats: Arc<VersionStats>,
     ) -> Scheduler {
         let shared = Arc::new(Shared {
-            queue: Mutex::new(QueueState::new(
-                name,
-                config.max_queue,
-                config.max_batch,
-                config.max_delay,
-            )),
+            queue: Mutex::new(
+                QueueState::new(name, config.max_queue, config.max_batch, config.max_delay)
+                    .with_slots(config.instances),
+            ),
             wake: Condvar::new(),
+            cost: RunCost::new(),
+        });
+        let inline = (model.runs_inline() && !config.inline_limit.is_zero()).then(|| Inline {
+            name: name.to_string(),
+            model: model.clone(),
+            stats: stats.clone(),
+            limit: config.inline_limit,
         });
         let workers = (0..config.instances.max(1))
             .map(|i| {
@@ -237,6 +355,7 @@ impl Scheduler {
             shared,
             max_batch: config.max_batch,
             workers,
+            inline,
         }
     }
 
@@ -250,8 +369,43 @@ impl Scheduler {
         self.max_batch
     }
 
-    /// Queues a job; the receiver gets the outputs or the error.
+    /// Runs a job on this thread when it is cheap and nothing waits ahead of
+    /// it, else queues it for a worker.
     pub fn submit(
+        &self,
+        inputs: Vec<Tensor>,
+        rows: usize,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> CoreResult<Submitted> {
+        if let Some(inline) = &self.inline {
+            let count = elements(&inputs);
+            if self.shared.cost.predicts_under(count, inline.limit)
+                && self.shared.lock().claim_inline(rows)
+            {
+                return Ok(Submitted::Ran(self.run_inline(inline, inputs, rows, count)));
+            }
+        }
+        self.enqueue(inputs, rows, deadline, timeout)
+            .map(Submitted::Queued)
+    }
+
+    fn run_inline(&self, inline: &Inline, inputs: Vec<Tensor>, rows: usize, count: usize) -> Reply {
+        let started = Instant::now();
+        let result = run_caught(&*inline.model, inputs).map_err(|reason| CoreError::Backend {
+            model: inline.name.clone(),
+            reason,
+        });
+        let took = started.elapsed();
+        self.shared.cost.observe(took, count);
+        inline.stats.record_batch(1, rows, Duration::ZERO, took);
+        if self.shared.lock().finished() {
+            self.shared.wake.notify_all();
+        }
+        result
+    }
+
+    fn enqueue(
         &self,
         inputs: Vec<Tensor>,
         rows: usize,
@@ -318,11 +472,26 @@ fn worker_task(name: &str, shared: &Shared, model: &dyn LoadedModel, stats: &Ver
                 }
             }
         };
-        run_batch(name, model, stats, jobs);
+        let count = jobs.iter().map(|j| elements(&j.inputs)).sum();
+        run_batch(name, model, stats, jobs, |took| {
+            shared.cost.observe(took, count);
+            if shared.lock().finished() {
+                shared.wake.notify_all();
+            }
+        });
     }
 }
 
-fn run_batch(name: &str, model: &dyn LoadedModel, stats: &VersionStats, mut jobs: Vec<Job>) {
+/// Runs a batch and answers its jobs. `ran` hears how long the model ran as
+/// soon as it is done, before any job is answered: a caller that submits again
+/// on its answer finds the slot free.
+fn run_batch(
+    name: &str,
+    model: &dyn LoadedModel,
+    stats: &VersionStats,
+    mut jobs: Vec<Job>,
+    ran: impl FnOnce(Duration),
+) {
     let started = Instant::now();
     let queued: Duration = jobs.iter().map(|j| started - j.enqueued).sum();
     let rows: Vec<usize> = jobs.iter().map(|j| j.rows).collect();
@@ -337,12 +506,9 @@ fn run_batch(name: &str, model: &dyn LoadedModel, stats: &VersionStats, mut jobs
         model: name.to_string(),
         reason,
     });
-    stats.record_batch(
-        jobs.len() as u64,
-        rows.iter().sum(),
-        queued,
-        started.elapsed(),
-    );
+    let took = started.elapsed();
+    stats.record_batch(jobs.len() as u64, rows.iter().sum(), queued, took);
+    ran(took);
     match result {
         Ok(outputs) if jobs.len() == 1 => {
             let _ = jobs.pop().expect("one job").reply.send(Ok(outputs));
@@ -508,6 +674,129 @@ mod tests {
             expired_rx.try_recv(),
             Ok(Err(CoreError::DeadlineExceeded { .. }))
         ));
+    }
+
+    #[test]
+    fn inline_runs_only_with_a_free_slot_and_nothing_queued() {
+        let now = Instant::now();
+        let mut q = QueueState::new("m", 10, 0, Duration::ZERO).with_slots(1);
+        assert!(q.claim_inline(1));
+        // The slot is taken: a second caller queues, and no worker may run it.
+        assert!(!q.claim_inline(1));
+        let (j, _rx) = job(1, 4, now);
+        q.push(j).unwrap();
+        assert_eq!(q.next(now), Next::Idle);
+        // The inline run ends: the starved worker is woken and runs the job.
+        assert!(q.finished());
+        assert_eq!(q.next(now), Next::Run(1));
+        q.take(1);
+        assert!(!q.claim_inline(1), "a worker holds the only slot");
+        assert!(!q.finished());
+        assert!(q.claim_inline(1));
+    }
+
+    #[test]
+    fn inline_runs_do_not_skip_a_batch_worth_waiting_for() {
+        let now = Instant::now();
+        let mut q = QueueState::new("m", 10, 8, Duration::from_millis(5));
+        let mut keep = Vec::new();
+        for _ in 0..4 {
+            let (j, rx) = job(1, 4, now);
+            keep.push(rx);
+            q.push(j).unwrap();
+        }
+        assert_eq!(q.next(now), Next::Run(4));
+        q.take(4);
+        q.finished();
+        // Four requests ran together last time: a lone one waits to join others.
+        assert!(!q.claim_inline(1));
+        assert!(q.claim_inline(4));
+        q.finished();
+        // That run held four; one now still waits, until a run of one is seen.
+        assert!(!q.claim_inline(1));
+    }
+
+    /// Doubles its input; panics on a negative first value.
+    struct Double;
+
+    impl LoadedModel for Double {
+        fn inputs(&self) -> &[crate::config::TensorSpec] {
+            &[]
+        }
+        fn outputs(&self) -> &[crate::config::TensorSpec] {
+            &[]
+        }
+        fn memory_bytes(&self) -> u64 {
+            0
+        }
+        fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, crate::backend::BackendError> {
+            let TensorData::F32(v) = inputs[0].data() else {
+                unreachable!("the test sends FP32")
+            };
+            assert!(v[0] >= 0.0, "negative input");
+            let doubled = v.iter().map(|x| x * 2.0).collect();
+            Ok(vec![Tensor::new(
+                "y",
+                inputs[0].shape().to_vec(),
+                TensorData::F32(doubled),
+            )
+            .unwrap()])
+        }
+        fn runs_inline(&self) -> bool {
+            true
+        }
+    }
+
+    fn double_scheduler(inline_limit: Duration) -> Scheduler {
+        let config = SchedulerConfig {
+            max_queue: 4,
+            max_batch: 0,
+            max_delay: Duration::ZERO,
+            instances: 1,
+            inline_limit,
+        };
+        Scheduler::start("double", Arc::new(Double), config, Arc::default())
+    }
+
+    fn submit(s: &Scheduler, x: f32) -> (bool, Reply) {
+        let input = Tensor::new("x", vec![1, 2], TensorData::F32(vec![x, 1.0])).unwrap();
+        let far = Duration::from_secs(10);
+        match s.submit(vec![input], 1, Instant::now() + far, far).unwrap() {
+            Submitted::Ran(reply) => (true, reply),
+            Submitted::Queued(rx) => (false, rx.blocking_recv().unwrap()),
+        }
+    }
+
+    #[test]
+    fn a_cheap_model_runs_on_the_callers_thread_once_measured() {
+        let s = double_scheduler(Duration::from_secs(1));
+        let (inline, reply) = submit(&s, 3.0);
+        assert!(!inline, "the first run measures the cost on a worker");
+        assert_eq!(reply.unwrap()[0].data(), &TensorData::F32(vec![6.0, 2.0]));
+        let (inline, reply) = submit(&s, 4.0);
+        assert!(inline);
+        assert_eq!(reply.unwrap()[0].data(), &TensorData::F32(vec![8.0, 2.0]));
+        // A panic stays in its request, inline too, and frees the slot.
+        let (inline, reply) = submit(&s, -1.0);
+        assert!(inline);
+        assert!(
+            matches!(reply, Err(CoreError::Backend { reason, .. }) if reason.contains("negative input"))
+        );
+        assert!(submit(&s, 5.0).1.is_ok());
+        s.join();
+    }
+
+    #[test]
+    fn a_zero_limit_or_a_costly_model_always_queues() {
+        for limit in [Duration::ZERO, Duration::from_nanos(1)] {
+            let s = double_scheduler(limit);
+            for x in [1.0, 2.0, 3.0] {
+                let (inline, reply) = submit(&s, x);
+                assert!(!inline, "limit {limit:?}");
+                assert!(reply.is_ok());
+            }
+            s.join();
+        }
     }
 
     #[test]

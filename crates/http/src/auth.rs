@@ -1,62 +1,41 @@
-//! The auth middleware in front of every HTTP face. It runs after routing, so
+//! The auth check in front of every HTTP face (`edge::inner` calls it). It runs after routing, so
 //! it knows which route matched: the access that route declared (see
 //! `routes`) decides, and its owner's envelope renders the 401 or 403. A path
 //! that matches no route needs nothing: the 404 fallback reads no model and
 //! says nothing but that the path is unknown. The credential itself is checked
 //! by `inferd_auth::Auth`, which the gRPC face shares.
 
-use std::sync::Arc;
-
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use inferd_auth::Auth;
 use inferd_core::CoreError;
 
-use crate::routes::{Face, RouteTable};
+use crate::routes::{Access, Face};
 use crate::Compat;
 use crate::{
     dashboard, gateway, kserve_v1, openai, pinferencia, services, tgi, unified, v2, zstack,
 };
 
-/// What the middleware reads: the credentials, the routes' declarations, and
-/// the `--compat` mode that decides who owns the shared routes.
-#[derive(Clone)]
-pub struct Guard {
-    /// `None` lets every request through (face tests).
-    auth: Option<Arc<Auth>>,
+/// Lets a request through, or answers why not. `auth` is `None` when the
+/// server has no keys (face tests); `route` is the access and face the matched
+/// route declared, `None` when no route matched. It takes the head's parts, not
+/// the request: a reference to the body would make the future not `Send`.
+pub async fn admit(
+    auth: Option<&Auth>,
+    route: Option<(Access, Face)>,
+    (method, uri, headers): (&Method, &Uri, &HeaderMap),
     compat: Compat,
-    table: Arc<RouteTable>,
-}
-
-impl Guard {
-    pub fn new(auth: Option<Arc<Auth>>, compat: Compat, table: Arc<RouteTable>) -> Guard {
-        Guard {
-            auth,
-            compat,
-            table,
-        }
-    }
-}
-
-/// The middleware.
-pub async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Response {
-    let Some(auth) = &guard.auth else {
-        return next.run(req).await;
+) -> Result<(), Response> {
+    let (Some(auth), Some((access, face))) = (auth, route) else {
+        return Ok(());
     };
-    let Some(route) = req.extensions().get::<MatchedPath>() else {
-        return next.run(req).await;
-    };
-    let (access, face) = guard.table.access(req.method(), route.as_str());
     let Some(needed) = access.role() else {
-        return next.run(req).await;
+        return Ok(());
     };
-    let action = format!("{} {}", req.method(), req.uri().path());
-    match auth.authorize(req.headers(), needed, &action).await {
-        Ok(()) => next.run(req).await,
-        Err(denied) => refusal(face.owner(guard.compat), denied),
-    }
+    let action = format!("{method} {}", uri.path());
+    auth.authorize(headers, needed, &action)
+        .await
+        .map_err(|denied| refusal(face.owner(compat), denied))
 }
 
 /// An auth failure as `face` renders errors; a 401 also names the scheme.

@@ -7,10 +7,8 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, StatusCode};
-use axum::middleware::Next;
-use axum::response::Response;
 use bytes::Bytes;
 use hyper::body::Frame;
 use serde::de::DeserializeOwned;
@@ -70,11 +68,7 @@ fn cause<E: std::error::Error + 'static>(rejection: &BytesRejection) -> Option<&
 /// read: the handler's read fails at once, and each face answers that with its
 /// own 413. The length header goes too, so nothing is reserved or charged for
 /// the claim.
-pub async fn refuse_declared_oversize(
-    State(limit): State<usize>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+pub fn refuse_declared_oversize(limit: usize, mut req: Request) -> Request {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -83,7 +77,7 @@ pub async fn refuse_declared_oversize(
         req.headers_mut().remove(header::CONTENT_LENGTH);
         *req.body_mut() = Body::new(DeclaredTooLarge);
     }
-    next.run(req).await
+    req
 }
 
 /// A body declared larger than the limit; reading it fails at once.

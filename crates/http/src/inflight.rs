@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -29,7 +29,7 @@ const RETRY_AFTER_S: &str = "1";
 
 type Held = Arc<Mutex<Option<Charge>>>;
 
-pub async fn charge(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn charge(state: &AppState, req: Request, next: Next) -> Response {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -5,16 +5,12 @@
 //! from the start: a request only adds to atomics, with no lock.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::StatusCode;
 use inferd_core::stats::{latency_bucket, LATENCY_BUCKETS};
 
-use crate::routes::{Face, RouteTable};
-use crate::Compat;
+use crate::routes::Face;
 
 const CLASSES: [&str; 3] = ["2xx", "4xx", "5xx"];
 
@@ -55,7 +51,12 @@ impl Cell {
 pub struct FaceLatency([[Cell; CLASSES.len()]; Face::ALL.len() + 1]);
 
 impl FaceLatency {
-    fn record(&self, face: Option<Face>, class: usize, took: Duration) {
+    pub fn record(&self, face: Option<Face>, status: StatusCode, took: Duration) {
+        let class = match status.as_u16() {
+            500.. => 2,
+            400..=499 => 1,
+            _ => 0,
+        };
         let at = face.map_or(Face::ALL.len(), |f| f as usize);
         self.0[at][class].add(took);
     }
@@ -77,29 +78,6 @@ impl FaceLatency {
 }
 
 /// The middleware's state: where to record, and how to tell a route's face.
-#[derive(Clone)]
-pub struct Timing {
-    pub latency: Arc<FaceLatency>,
-    pub table: Arc<RouteTable>,
-    pub compat: Compat,
-}
-
-pub async fn time(State(t): State<Timing>, req: Request, next: Next) -> Response {
-    let face = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| t.table.access(req.method(), p.as_str()).1.owner(t.compat));
-    let start = Instant::now();
-    let res = next.run(req).await;
-    let class = match res.status().as_u16() {
-        500.. => 2,
-        400..=499 => 1,
-        _ => 0,
-    };
-    t.latency.record(face, class, start.elapsed());
-    res
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,8 +88,8 @@ mod tests {
             assert_eq!(*face as usize, i, "{face:?}");
         }
         let l = FaceLatency::default();
-        l.record(Some(Face::V2), 0, Duration::from_millis(2));
-        l.record(None, 1, Duration::from_millis(2));
+        l.record(Some(Face::V2), StatusCode::OK, Duration::from_millis(2));
+        l.record(None, StatusCode::NOT_FOUND, Duration::from_millis(2));
         let seen: Vec<_> = l
             .snapshot()
             .into_iter()

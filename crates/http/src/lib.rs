@@ -7,6 +7,7 @@
 mod auth;
 mod body;
 mod dashboard;
+mod edge;
 mod gateway;
 mod inflight;
 mod kserve_v1;
@@ -188,35 +189,21 @@ pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
     let (routes, table) = all_routes().into_parts();
     state.openapi.set(&openapi::document(&table, state.compat));
-    let table = Arc::new(table);
-    let timing = latency::Timing {
-        latency: state.face_latency.clone(),
-        table: table.clone(),
-        compat: state.compat,
+    let edge = edge::Edge {
+        state: state.clone(),
+        table: Arc::new(table),
     };
-    let guard = auth::Guard::new(state.auth.clone(), state.compat, table);
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Inside auth: a caller without credentials is refused before it is charged.
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            inflight::charge,
-        ))
-        .layer(axum::middleware::from_fn_with_state(guard, auth::check))
-        // Outside auth: a refusal is an answer its face gave, and is timed.
-        .layer(axum::middleware::from_fn_with_state(timing, latency::time))
+        .layer(axum::middleware::from_fn_with_state(edge, edge::inner))
         .layer(DefaultBodyLimit::max(limit))
         // gzip and deflate bodies, both ways, as Triton's clients send and accept them.
         // The body limit applies to the decoded body, so a small bomb cannot grow past it.
         .layer(RequestDecompressionLayer::new())
         // Before decompression, which drops a compressed body's length header.
-        .layer(axum::middleware::from_fn_with_state(
-            limit,
-            body::refuse_declared_oversize,
-        ))
+        .layer(axum::middleware::from_fn_with_state(limit, edge::outer))
         .layer(CompressionLayer::new())
-        .layer(axum::middleware::from_fn(refuse_non_utf8_path))
         // A handler that panics answers 500 and leaves the connection and the
         // server serving; the panic is logged with its message.
         .layer(CatchPanicLayer::custom(handler_panicked))
@@ -336,26 +323,6 @@ fn zstack_refusal(status: StatusCode, uri: &Uri, details: &str) -> Option<Respon
         }
         .into_response()
     })
-}
-
-/// A path whose percent-escapes decode to invalid UTF-8 names nothing here;
-/// refused in JSON up front, where the path extractors would answer plain text.
-async fn refuse_non_utf8_path(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    if percent_encoding::percent_decode_str(req.uri().path())
-        .decode_utf8()
-        .is_ok()
-    {
-        return next.run(req).await;
-    }
-    let message = "the request path is not valid UTF-8 once its %-escapes are decoded";
-    let uri = req.uri().clone();
-    if let Some(r) = zstack_refusal(StatusCode::BAD_REQUEST, &uri, message) {
-        return r;
-    }
-    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
 }
 
 fn handler_panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {

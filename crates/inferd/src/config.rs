@@ -80,6 +80,11 @@ pub struct ServeArgs {
     /// Deadline of a request that sets none, in milliseconds (default 60000).
     #[arg(long, env = "INFERD_DEFAULT_TIMEOUT_MS")]
     pub default_timeout_ms: Option<u64>,
+    /// Runs of a compute-only model predicted to take at most this many
+    /// microseconds run on the request's thread, skipping the hand-off to a
+    /// worker (default 50; 0 hands every run to a worker; at most 1000).
+    #[arg(long, env = "INFERD_INLINE_RUN_US")]
+    pub inline_run_us: Option<u64>,
     /// Load every model at start (default true); otherwise each loads on first use.
     #[arg(long, env = "INFERD_LOAD_AT_STARTUP")]
     pub load_at_startup: Option<bool>,
@@ -178,6 +183,7 @@ pub(crate) struct FileConfig {
     max_inflight_bytes: Option<u64>,
     max_batch_items: Option<usize>,
     default_timeout_ms: Option<u64>,
+    inline_run_us: Option<u64>,
     load_at_startup: Option<bool>,
     pub(crate) data_dir: Option<PathBuf>,
     job_workers: Option<usize>,
@@ -264,6 +270,15 @@ impl ServeArgs {
         if timeout_ms == 0 {
             anyhow::bail!("default_timeout_ms must be above 0");
         }
+        let inline_run = self
+            .inline_run_us
+            .or(file.inline_run_us)
+            .map_or(defaults.inline_run, Duration::from_micros);
+        if inline_run > Duration::from_millis(1) {
+            anyhow::bail!(
+                "inline_run_us must be at most 1000 (a runtime thread is held that long)"
+            );
+        }
         let max_elements = self
             .max_elements
             .or(file.max_elements)
@@ -349,6 +364,7 @@ impl ServeArgs {
                 default_timeout: Duration::from_millis(timeout_ms),
                 max_batch_items,
                 max_inflight_bytes,
+                inline_run,
             },
             data_dir: self
                 .data_dir

@@ -342,6 +342,7 @@ impl Manager {
             .map(|s| s.stats.clone())
             .unwrap_or_default();
         let started = Instant::now();
+        let inline_limit = self.inner.config.inline_run;
         let (name, version, dir, config) = (
             plan.name.clone(),
             plan.version,
@@ -369,6 +370,7 @@ impl Manager {
                     max_batch: config.max_batch_size,
                     max_delay: config.max_queue_delay,
                     instances: config.instances,
+                    inline_limit,
                 },
                 stats.clone(),
             );

@@ -38,6 +38,7 @@ use crate::budget::InflightBudget;
 use crate::config::{ModelConfig, TensorSpec};
 use crate::error::{CoreError, CoreResult};
 use crate::repository;
+use crate::scheduler::Submitted;
 use crate::stats::{StatsSnapshot, VersionStats};
 use crate::tensor::Tensor;
 
@@ -54,6 +55,9 @@ pub struct ManagerConfig {
     pub max_batch_items: usize,
     /// Bytes of request data that may be in flight at once (`InflightBudget`).
     pub max_inflight_bytes: u64,
+    /// Runs predicted to take at most this long run on the request's own
+    /// thread (`scheduler`'s doc says when); zero sends every run to a worker.
+    pub inline_run: Duration,
 }
 
 impl Default for ManagerConfig {
@@ -64,9 +68,14 @@ impl Default for ManagerConfig {
             default_timeout: Duration::from_secs(60),
             max_batch_items: 256,
             max_inflight_bytes: InflightBudget::default_limit(),
+            inline_run: DEFAULT_INLINE_RUN,
         }
     }
 }
+
+/// Under tokio's guideline for work between two awaits (10–100 µs), so a
+/// runtime thread is never held long enough to delay other connections.
+pub const DEFAULT_INLINE_RUN: Duration = Duration::from_micros(50);
 
 /// The instant `timeout` after `start`, with the timeout held to a year: a
 /// client may ask for any number, and `Instant + Duration` panics past the
@@ -230,11 +239,13 @@ impl Manager {
             }
             let keep =
                 requested_outputs(&req.model, loaded.model.outputs(), req.outputs.as_deref())?;
-            let rx = loaded.scheduler.submit(inputs, rows, deadline, timeout)?;
-            let outputs = tokio::time::timeout_at(deadline.into(), rx)
-                .await
-                .map_err(|_| expired())?
-                .map_err(|_| CoreError::ShuttingDown)??;
+            let outputs = match loaded.scheduler.submit(inputs, rows, deadline, timeout)? {
+                Submitted::Ran(reply) => reply?,
+                Submitted::Queued(rx) => tokio::time::timeout_at(deadline.into(), rx)
+                    .await
+                    .map_err(|_| expired())?
+                    .map_err(|_| CoreError::ShuttingDown)??,
+            };
             Ok(match keep {
                 None => outputs,
                 Some(names) => names

@@ -307,6 +307,7 @@ mod tests {
                         max_batch: 0,
                         max_delay: Duration::ZERO,
                         instances: 1,
+                        inline_limit: Duration::ZERO,
                     },
                     stats.clone(),
                 ),

@@ -15,7 +15,6 @@ use inferd_core::{Manager, ManagerConfig};
 use inferd_store::Store;
 use serde_json::Value;
 
-use super::{check, Guard};
 use crate::routes::{Face, RouteTable};
 use crate::tests::{manager, models, send, temp_repo, write_model, Answer};
 use crate::{all_routes, router, AppState, Compat};
@@ -191,11 +190,17 @@ async fn undeclared(k: &Keyed, table: &RouteTable) -> Vec<String> {
 async fn the_walk_finds_routes_registered_around_routes() {
     let (routes, table) = all_routes().into_parts();
     let build = |state: AppState| {
-        let guard = Guard::new(state.auth.clone(), state.compat, std::sync::Arc::new(table));
+        let edge = crate::edge::Edge {
+            state: state.clone(),
+            table: std::sync::Arc::new(table),
+        };
         routes
             .route("/v2/sneaky", routing::get(|| async { "in" }))
             .route("/v2/models/{model}", routing::delete(|| async { "gone" }))
-            .layer(axum::middleware::from_fn_with_state(guard, check))
+            .layer(axum::middleware::from_fn_with_state(
+                edge,
+                crate::edge::inner,
+            ))
             .with_state(state)
     };
     let k = keyed_with("around", Compat::Kserve, &models(), build);
