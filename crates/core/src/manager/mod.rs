@@ -240,6 +240,8 @@ impl Manager {
             let keep =
                 requested_outputs(&req.model, loaded.model.outputs(), req.outputs.as_deref())?;
             let outputs = match loaded.scheduler.submit(inputs, rows, deadline, timeout)? {
+                // Past its deadline it fails as a queued job would, even if it ran.
+                Submitted::Ran(_) if Instant::now() >= deadline => return Err(expired()),
                 Submitted::Ran(reply) => reply?,
                 Submitted::Queued(rx) => tokio::time::timeout_at(deadline.into(), rx)
                     .await
