@@ -1,5 +1,7 @@
 //! What a user of each face does, answered as that face's clients expect.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::http::StatusCode;
 use inferd_core::ManagerConfig;
@@ -370,6 +372,46 @@ async fn repository_index_shows_broken_models_and_autocompletes_bare_onnx() {
         (StatusCode::SERVICE_UNAVAILABLE, json!(false))
     );
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Iris runs in microseconds: once its runs have measured that, a request that
+/// finds nothing queued runs on its own thread and Triton's queue time stops
+/// growing. With inline runs off, every run is handed to a worker and queues.
+#[tokio::test]
+async fn microsecond_runs_skip_the_queue_unless_inline_runs_are_off() {
+    // The limit's maximum: a debug build's first, cold runs are slow.
+    for (inline_run, inline) in [(Duration::from_millis(1), true), (Duration::ZERO, false)] {
+        let config = ManagerConfig {
+            inline_run,
+            ..ManagerConfig::default()
+        };
+        let app = app_for(manager(&models(), config), Compat::Kserve);
+        let queue_ns = |stats: Value| {
+            stats["model_stats"][0]["inference_stats"]["queue"]["ns"]
+                .as_u64()
+                .unwrap()
+        };
+        let infer = || post(&app, "/v2/models/iris/infer", iris_request());
+        for _ in 0..20 {
+            assert_eq!(infer().await.status, StatusCode::OK);
+        }
+        // Counted request by request: a run slowed past the limit by a loaded
+        // machine may go to a worker now and then.
+        let mut skipped = 0;
+        for _ in 0..10 {
+            let before = queue_ns(get(&app, "/v2/models/iris/stats").await.json());
+            let answer = infer().await;
+            assert_eq!(answer.status, StatusCode::OK);
+            assert_eq!(answer.json()["outputs"][0]["data"], json!([0]));
+            let after = queue_ns(get(&app, "/v2/models/iris/stats").await.json());
+            skipped += usize::from(after == before);
+        }
+        if inline {
+            assert!(skipped >= 8, "only {skipped} of 10 runs skipped the queue");
+        } else {
+            assert_eq!(skipped, 0, "with inline runs off, every run queues");
+        }
+    }
 }
 
 #[tokio::test]
