@@ -8,7 +8,7 @@
 //! the unit tests drive without threads. Jobs whose deadline passed are answered
 //! with a timeout and jobs whose client went away are dropped before a batch forms.
 //!
-//! A model whose runs take microseconds (iris: a few) costs more to hand to a
+//! A model whose runs take microseconds costs more to hand to a
 //! worker (a futex wake and two context switches) than to run. When such a
 //! run finds the queue empty, a slot free and no batch worth waiting for, it
 //! runs on the caller's thread instead (`Scheduler::submit` answers `Ran`).
@@ -290,6 +290,15 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, QueueState> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// A run over `elements` input elements took `took`: its cost is learnt,
+    /// its slot freed, and a worker that found no free slot woken.
+    fn run_ended(&self, took: Duration, elements: usize) {
+        self.cost.observe(took, elements);
+        if self.lock().finished() {
+            self.wake.notify_all();
+        }
+    }
 }
 
 /// A cheap handle to one model version's queue and workers.
@@ -400,11 +409,8 @@ impl Scheduler {
             reason,
         });
         let took = started.elapsed();
-        self.shared.cost.observe(took, count);
         inline.stats.record_batch(1, rows, Duration::ZERO, took);
-        if self.shared.lock().finished() {
-            self.shared.wake.notify_all();
-        }
+        self.shared.run_ended(took, count);
         result
     }
 
@@ -477,10 +483,7 @@ fn worker_task(name: &str, shared: &Shared, model: &dyn LoadedModel, stats: &Ver
         };
         let count = jobs.iter().map(|j| elements(&j.inputs)).sum();
         run_batch(name, model, stats, jobs, |took| {
-            shared.cost.observe(took, count);
-            if shared.lock().finished() {
-                shared.wake.notify_all();
-            }
+            shared.run_ended(took, count)
         });
     }
 }

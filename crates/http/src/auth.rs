@@ -1,5 +1,5 @@
-//! The auth check in front of every HTTP face (`edge::inner` calls it). It runs after routing, so
-//! it knows which route matched: the access that route declared (see
+//! The auth check in front of every HTTP face (`edge::inner` calls it). It
+//! runs after routing, so it knows which route matched: the access that route declared (see
 //! `routes`) decides, and its owner's envelope renders the 401 or 403. A path
 //! that matches no route needs nothing: the 404 fallback reads no model and
 //! says nothing but that the path is unknown. The credential itself is checked
@@ -11,20 +11,19 @@ use inferd_auth::Auth;
 use inferd_core::CoreError;
 
 use crate::routes::{Access, Face};
-use crate::Compat;
 use crate::{
     dashboard, gateway, kserve_v1, openai, pinferencia, services, tgi, unified, v2, zstack,
 };
 
 /// Lets a request through, or answers why not. `auth` is `None` when the
-/// server has no keys (face tests); `route` is the access and face the matched
-/// route declared, `None` when no route matched. It takes the head's parts, not
-/// the request: a reference to the body would make the future not `Send`.
+/// server has no keys (face tests); `route` is the access the matched route
+/// declared and the face that owns it under `--compat`, `None` when no route
+/// matched. It takes the head's parts, not the request: a reference to the
+/// body would make the future not `Send`.
 pub async fn admit(
     auth: Option<&Auth>,
     route: Option<(Access, Face)>,
     (method, uri, headers): (&Method, &Uri, &HeaderMap),
-    compat: Compat,
 ) -> Result<(), Response> {
     let (Some(auth), Some((access, face))) = (auth, route) else {
         return Ok(());
@@ -35,7 +34,7 @@ pub async fn admit(
     let action = format!("{method} {}", uri.path());
     auth.authorize(headers, needed, &action)
         .await
-        .map_err(|denied| refusal(face.owner(compat), denied))
+        .map_err(|denied| refusal(face, denied))
 }
 
 /// An auth failure as `face` renders errors; a 401 also names the scheme.

@@ -48,19 +48,18 @@ pub struct Edge {
 /// and charges its body to the in-flight budget (after auth, so a caller
 /// without credentials is refused before it is charged).
 pub async fn inner(State(edge): State<Edge>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| edge.table.access(req.method(), p.as_str()));
-    let face = route.map(|(_, face)| face.owner(edge.state.compat));
+    let route = req.extensions().get::<MatchedPath>().map(|p| {
+        let (access, face) = edge.table.access(req.method(), p.as_str());
+        (access, face.owner(edge.state.compat))
+    });
     let started = Instant::now();
     let head = (req.method(), req.uri(), req.headers());
-    let res = match auth::admit(edge.state.auth.as_deref(), route, head, edge.state.compat).await {
+    let res = match auth::admit(edge.state.auth.as_deref(), route, head).await {
         Ok(()) => inflight::charge(&edge.state, req, next).await,
         Err(refusal) => refusal,
     };
     edge.state
         .face_latency
-        .record(face, res.status(), started.elapsed());
+        .record(route.map(|(_, face)| face), res.status(), started.elapsed());
     res
 }

@@ -77,7 +77,6 @@ impl FaceLatency {
     }
 }
 
-/// The middleware's state: where to record, and how to tell a route's face.
 #[cfg(test)]
 mod tests {
     use super::*;
